@@ -1,0 +1,43 @@
+# webrtc-dht developer entry points. Everything runs inside .venv (created on demand).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PEERS ?= 25
+
+.PHONY: venv test check lint typecheck format run down bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+run: venv
+	$(BIN)/python orchestrate.py all --peers $(PEERS)
+
+down: venv
+	$(BIN)/python orchestrate.py down
+
+bench: venv
+	$(BIN)/python bench/sim_scale.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
