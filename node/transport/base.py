@@ -1,0 +1,215 @@
+"""The transport seam: how the node gets an ordered, reliable message channel to one peer.
+
+A transport turns an out-of-band exchange of two opaque strings (an offer "SDP" and an answer
+"SDP", carried by the signaling server or relayed through the DHT as SIGNAL messages) into an
+open :class:`Link`. Two implementations share this seam and one contract test suite:
+
+* ``node.transport.webrtc.WebRTCTransport`` -- aiortc peer connections, one data channel each;
+* ``node.transport.memory.MemoryTransport`` -- in-process links through a shared ``MemoryHub``.
+
+Dialing::
+
+    offerer                                  answerer
+    pending = await t.create_offer()
+    (pending.sdp travels to the answerer) -> answer = await t.accept_offer(sdp)
+    await pending.accept_answer(sdp)     <- (answer.sdp travels back)
+    link = await pending.wait_open(5.0)      link = await answer.wait_open(5.0)
+
+Invariants every implementation keeps:
+
+* ``Link.send`` never blocks. It hands data to the channel while the channel's buffered amount is
+  below ``BUFFERED_AMOUNT_HIGH_BYTES``, otherwise appends to a bounded FIFO queue that drains
+  when the buffered amount falls to ``BUFFERED_AMOUNT_LOW_BYTES``. Order is preserved across
+  both paths. A full queue raises :class:`LinkBusy`; the message is not sent.
+* Messages larger than ``MAX_MESSAGE_BYTES`` raise :class:`MessageTooLarge` (a ``ValueError``:
+  the caller misused the API) and are not sent.
+* ``on_close`` fires exactly once per link, whichever side closed it or whatever failed.
+  Messages received before ``set_handlers`` is called are buffered and delivered then.
+* ``wait_open`` that times out raises :class:`DialTimeout` and releases the connection.
+
+Exceptions::
+
+    TransportError
+     +-- LinkClosed        send on a closed link
+     +-- LinkBusy          the bounded send queue is full (backpressure: retry later or drop)
+     +-- DialTimeout       the link did not open within the timeout
+     +-- DialFailed        bad offer/answer, refused or failed connection
+    MessageTooLarge (ValueError)   payload above MAX_MESSAGE_BYTES
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+# --- limits -------------------------------------------------------------------------------------
+
+#: Largest payload one ``Link.send`` accepts (the wire protocol's message size limit).
+MAX_MESSAGE_BYTES = 60 * 1024
+#: While the channel holds at least this many unsent bytes, ``send`` queues instead of writing.
+BUFFERED_AMOUNT_HIGH_BYTES = 1024 * 1024
+#: The queue drains when the channel's buffered amount falls to this many bytes.
+BUFFERED_AMOUNT_LOW_BYTES = 256 * 1024
+#: Most messages the per-link send queue holds (beyond what the channel buffers itself).
+SEND_QUEUE_MAX_MESSAGES = 512
+#: Most payload bytes the per-link send queue holds; whichever cap is hit first raises LinkBusy.
+SEND_QUEUE_MAX_BYTES = 8 * 1024 * 1024
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class TransportError(Exception):
+    """Base class of every error the transport raises on purpose."""
+
+
+class LinkClosed(TransportError):
+    """The link is closed (locally or by the peer); nothing more can be sent."""
+
+
+class LinkBusy(TransportError):
+    """The bounded send queue is full; the message was not sent."""
+
+
+class DialTimeout(TransportError):
+    """The connection did not open in time; it has been released."""
+
+
+class DialFailed(TransportError):
+    """The offer or answer was malformed, unknown, or the connection failed to open."""
+
+
+class MessageTooLarge(ValueError):
+    """A payload above ``MAX_MESSAGE_BYTES`` was passed to ``Link.send``."""
+
+
+def check_message_size(data: bytes) -> None:
+    """Raise :class:`MessageTooLarge` when ``data`` is above the wire limit."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"message of {len(data)} bytes exceeds MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}"
+        )
+
+
+class SendQueue:
+    """The backpressure rule both transports share (see the module docstring).
+
+    ``write`` hands one message to the channel; ``buffered_amount`` reports the channel's unsent
+    bytes. The owner calls :meth:`drain` when the channel signals that its buffered amount fell to
+    the low-water mark, and :meth:`clear` when the link closes.
+    """
+
+    __slots__ = ("_buffered_amount", "_queue", "_queued_bytes", "_write", "peak_messages")
+
+    def __init__(self, write: Callable[[bytes], None], buffered_amount: Callable[[], int]) -> None:
+        self._write = write
+        self._buffered_amount = buffered_amount
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        #: Diagnostics: the deepest the queue has been (0 = the fast path was always taken).
+        self.peak_messages = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def send(self, data: bytes) -> None:
+        check_message_size(data)
+        if not self._queue and self._buffered_amount() < BUFFERED_AMOUNT_HIGH_BYTES:
+            self._write(data)
+            return
+        if (
+            len(self._queue) >= SEND_QUEUE_MAX_MESSAGES
+            or self._queued_bytes + len(data) > SEND_QUEUE_MAX_BYTES
+        ):
+            raise LinkBusy(
+                f"send queue full ({len(self._queue)} messages, {self._queued_bytes} bytes)"
+            )
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self.peak_messages = max(self.peak_messages, len(self._queue))
+
+    def drain(self) -> None:
+        """Move queued messages to the channel while it is below the high-water mark."""
+        while self._queue and self._buffered_amount() < BUFFERED_AMOUNT_HIGH_BYTES:
+            data = self._queue.popleft()
+            self._queued_bytes -= len(data)
+            self._write(data)
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+
+
+# --- the seam -----------------------------------------------------------------------------------
+
+
+class Link(Protocol):
+    """An open, ordered, reliable message channel to one peer."""
+
+    def send(self, data: bytes) -> None:
+        """Send one message. Never blocks; raises LinkClosed, LinkBusy or MessageTooLarge."""
+        ...
+
+    def set_handlers(
+        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
+    ) -> None:
+        """Install callbacks; buffered messages (and a close that already happened) follow."""
+        ...
+
+    def close(self) -> None:
+        """Close the link; idempotent. ``on_close`` fires once on both sides."""
+        ...
+
+    @property
+    def is_open(self) -> bool:
+        """True until the link is closed by either side or fails."""
+        ...
+
+
+class PendingOffer(Protocol):
+    """The offerer's half of a dial: holds the offer until the answer comes back."""
+
+    sdp: str
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Apply the remote answer; raises DialFailed for a malformed or foreign answer."""
+        ...
+
+    async def wait_open(self, timeout_s: float) -> Link:
+        """Wait for the link to open; raises DialTimeout (and releases it) after ``timeout_s``."""
+        ...
+
+    def cancel(self) -> None:
+        """Abandon the dial and release its resources; idempotent."""
+        ...
+
+
+class PendingAnswer(Protocol):
+    """The answerer's half of a dial, created from a remote offer."""
+
+    sdp: str
+
+    async def wait_open(self, timeout_s: float) -> Link:
+        """Wait for the link to open; raises DialTimeout (and releases it) after ``timeout_s``."""
+        ...
+
+    def cancel(self) -> None:
+        """Abandon the dial and release its resources; idempotent."""
+        ...
+
+
+class Transport(Protocol):
+    """Makes links from offer/answer exchanges."""
+
+    async def create_offer(self) -> PendingOffer:
+        """Start a dial; the returned offer's ``sdp`` is complete (ICE gathered)."""
+        ...
+
+    async def accept_offer(self, sdp: str) -> PendingAnswer:
+        """Answer a remote offer; raises DialFailed for a malformed offer."""
+        ...
+
+    async def close(self) -> None:
+        """Close every link and pending dial this transport made."""
+        ...

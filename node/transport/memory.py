@@ -1,0 +1,346 @@
+"""In-process transport: the same seam as WebRTC, for tests and local experiments.
+
+A ``MemoryHub`` is the shared "network" of one event loop. ``MemoryTransport(hub)`` dials through
+it: the offer and answer strings are opaque tokens (``mem-offer:<n>`` / ``mem-answer:<n>``) that
+the hub resolves, so they can travel through real signaling code unchanged.
+
+Model of a link (kept close to a WebRTC data channel so both pass one contract suite):
+
+* Each direction has a "wire": a FIFO of messages handed to the channel but not yet delivered.
+  Its byte count is the sender's ``buffered_amount`` (``RTCDataChannel.bufferedAmount``).
+  Delivery happens in later loop callbacks, never inside ``send``, after ``hub.latency_s``.
+* ``send`` uses the shared :class:`~node.transport.base.SendQueue` rule: write while the wire is
+  below the high-water mark, else queue (bounded, ``LinkBusy``); the queue drains when delivery
+  brings the wire down to the low-water mark.
+* A receiver can stall reading (:meth:`MemoryLink.pause_reading`) to build backpressure on the
+  sender, as a slow peer does.
+* Closing either side closes both; undelivered messages are dropped (as an SCTP ABORT does);
+  ``on_close`` fires once per side in a later callback.
+* ``hub.dial_loss`` is the probability that a dial never opens (an ICE failure): the answer is
+  produced but both ``wait_open`` calls time out. It draws from ``hub.rng`` (seedable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from node.transport.base import (
+    BUFFERED_AMOUNT_LOW_BYTES,
+    DialFailed,
+    DialTimeout,
+    LinkClosed,
+    SendQueue,
+    TransportError,
+)
+
+logger = logging.getLogger(__name__)
+
+OFFER_PREFIX = "mem-offer:"
+ANSWER_PREFIX = "mem-answer:"
+#: Messages held for a link whose handlers are not set yet; beyond this the link is closed.
+INBOUND_BUFFER_MAX_MESSAGES = 1024
+
+
+class MemoryHub:
+    """The shared in-process network: resolves offer/answer tokens, holds link properties."""
+
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        dial_loss: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if latency_s < 0:
+            raise ValueError("latency_s must be >= 0")
+        if not 0.0 <= dial_loss <= 1.0:
+            raise ValueError("dial_loss must be within [0, 1]")
+        self.latency_s = latency_s
+        self.dial_loss = dial_loss
+        self.rng = rng if rng is not None else random.Random()
+        self._ids = itertools.count(1)
+        self._offers: dict[str, MemoryPendingOffer] = {}
+        self._answers: dict[str, MemoryPendingAnswer] = {}
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+
+class MemoryLink:
+    """One side of an in-process link."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        self._hub = hub
+        self._loop = asyncio.get_running_loop()
+        self._peer: MemoryLink | None = None
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self._close_fired = False
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._inbound: deque[bytes] = deque()
+        # Outgoing wire: (deliver_at, payload), in order; its bytes are the buffered amount.
+        self._wire: deque[tuple[float, bytes]] = deque()
+        self._wire_bytes = 0
+        self._pump_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._reading = True
+        self._queue = SendQueue(self._write, self._buffered_amount)
+        self._owner: MemoryTransport | None = None
+        self._token: str | None = None  # the offer/answer token the hub resolves to this link
+
+    # --- Link -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self._opened.done() and self._opened.exception() is None
+
+    @property
+    def send_queue_peak(self) -> int:
+        """Diagnostics: the deepest the send queue has been (0: never needed)."""
+        return self._queue.peak_messages
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes sent but not yet delivered to the peer (``bufferedAmount``)."""
+        return self._wire_bytes
+
+    def send(self, data: bytes) -> None:
+        if not self.is_open:
+            raise LinkClosed("link is closed" if self._closed else "link is not open yet")
+        self._queue.send(bytes(data))
+
+    def set_handlers(
+        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
+    ) -> None:
+        self._on_message = on_message
+        self._on_close = on_close
+        while self._inbound and not self._close_fired and self._reading:
+            self._deliver(self._inbound.popleft())
+        if self._closed and not self._close_fired:
+            self._fire_close()
+
+    def close(self) -> None:
+        self._shutdown("closed locally")
+
+    # --- test hooks -------------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop taking messages off the wire (a stalled receiver); the sender backs up."""
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        self._reading = True
+        if self._peer is not None:
+            self._peer._schedule_pump()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _buffered_amount(self) -> int:
+        return self._wire_bytes
+
+    def _write(self, data: bytes) -> None:
+        now = self._loop.time()
+        last = self._wire[-1][0] if self._wire else now
+        self._wire.append((max(now + self._hub.latency_s, last), data))
+        self._wire_bytes += len(data)
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if self._pump_handle is not None or not self._wire or self._closed:
+            return
+        due = self._wire[0][0]
+        if due <= self._loop.time():
+            self._pump_handle = self._loop.call_soon(self._pump)
+        else:
+            self._pump_handle = self._loop.call_at(due, self._pump)
+
+    def _pump(self) -> None:
+        """Deliver every due message of this side's wire to the peer, in order."""
+        self._pump_handle = None
+        peer = self._peer
+        if peer is None or self._closed:
+            return
+        now = self._loop.time()
+        was_above_low = self._wire_bytes > BUFFERED_AMOUNT_LOW_BYTES
+        while self._wire and self._wire[0][0] <= now and peer._reading and not self._closed:
+            _, data = self._wire.popleft()
+            self._wire_bytes -= len(data)
+            peer._receive(data)
+        if was_above_low and self._wire_bytes <= BUFFERED_AMOUNT_LOW_BYTES and not self._closed:
+            self._queue.drain()  # the "bufferedamountlow" event
+        if peer._reading:
+            self._schedule_pump()
+
+    def _receive(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._on_message is None:
+            if len(self._inbound) >= INBOUND_BUFFER_MAX_MESSAGES:
+                logger.warning(
+                    "link handlers never set; closing after %d messages", len(self._inbound)
+                )
+                self._shutdown("inbound buffer overflow")
+                return
+            self._inbound.append(data)
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        assert self._on_message is not None
+        try:
+            self._on_message(data)
+        except Exception:
+            logger.exception("on_message handler failed")
+
+    def _open(self) -> None:
+        if not self._opened.done() and not self._closed:
+            self._opened.set_result(None)
+
+    async def wait_open(self, timeout_s: float) -> MemoryLink:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._opened)
+        except TimeoutError:
+            self.close()
+            raise DialTimeout(f"link did not open within {timeout_s:.3f} s") from None
+        return self
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        logger.debug("memory link shut down: %s", reason)
+        self._queue.clear()
+        self._wire.clear()
+        self._wire_bytes = 0
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        if not self._opened.done():
+            self._opened.set_exception(DialFailed(f"link ended before opening: {reason}"))
+            self._opened.exception()  # mark retrieved: a cancelled dial may never await it
+        if self._owner is not None:
+            self._owner._links.discard(self)
+        if self._token is not None:
+            self._hub._offers.pop(self._token, None)
+            self._hub._answers.pop(self._token, None)
+        if self._on_close is not None:
+            self._loop.call_soon(self._fire_close)
+        if self._peer is not None:
+            self._peer._shutdown("closed by peer")
+
+    def _fire_close(self) -> None:
+        if self._close_fired or self._on_close is None:
+            return
+        self._close_fired = True
+        self._inbound.clear()
+        try:
+            self._on_close()
+        except Exception:
+            logger.exception("on_close handler failed")
+
+
+class MemoryPendingOffer:
+    def __init__(self, hub: MemoryHub, link: MemoryLink, sdp: str) -> None:
+        self.sdp = sdp
+        self._hub = hub
+        self._link = link
+        self._answered = False
+
+    async def accept_answer(self, sdp: str) -> None:
+        if self._answered:
+            raise DialFailed("an answer was already applied to this offer")
+        if self._link._closed:
+            raise DialFailed("the dial was cancelled or has failed")
+        answer = self._hub._answers.pop(sdp, None) if isinstance(sdp, str) else None
+        if answer is None or answer._offer_sdp != self.sdp:
+            raise DialFailed("unknown answer token, or an answer to another offer")
+        self._answered = True
+        self._hub._offers.pop(self.sdp, None)
+        if answer._link._closed:
+            return  # the answerer gave up: wait_open times out, as with WebRTC
+        ours, theirs = self._link, answer._link
+        ours._peer, theirs._peer = theirs, ours
+        if answer._lost:
+            return
+        # Both sides open in a later callback, as an ICE/DTLS/SCTP handshake would.
+        ours._loop.call_soon(ours._open)
+        ours._loop.call_soon(theirs._open)
+
+    async def wait_open(self, timeout_s: float) -> MemoryLink:
+        return await self._link.wait_open(timeout_s)
+
+    def cancel(self) -> None:
+        self._link.close()
+
+
+class MemoryPendingAnswer:
+    def __init__(self, link: MemoryLink, sdp: str, offer_sdp: str, lost: bool) -> None:
+        self.sdp = sdp
+        self._link = link
+        self._offer_sdp = offer_sdp
+        self._lost = lost
+
+    async def wait_open(self, timeout_s: float) -> MemoryLink:
+        return await self._link.wait_open(timeout_s)
+
+    def cancel(self) -> None:
+        self._link.close()
+
+
+class MemoryTransport:
+    """The in-process implementation of ``node.transport.base.Transport``."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        self._hub = hub
+        self._links: set[MemoryLink] = set()
+        self._closed = False
+
+    def _new_link(self) -> MemoryLink:
+        if self._closed:
+            raise TransportError("transport is closed")
+        link = MemoryLink(self._hub)
+        link._owner = self
+        self._links.add(link)
+        return link
+
+    async def create_offer(self) -> MemoryPendingOffer:
+        link = self._new_link()
+        sdp = f"{OFFER_PREFIX}{self._hub._next_id()}"
+        pending = MemoryPendingOffer(self._hub, link, sdp)
+        link._token = sdp
+        self._hub._offers[sdp] = pending
+        return pending
+
+    async def accept_offer(self, sdp: str) -> MemoryPendingAnswer:
+        offer = self._hub._offers.get(sdp) if isinstance(sdp, str) else None
+        if offer is None or offer._link._closed:
+            raise DialFailed("unknown or expired offer token")
+        link = self._new_link()
+        answer_sdp = f"{ANSWER_PREFIX}{self._hub._next_id()}"
+        lost = self._hub.dial_loss > 0 and self._hub.rng.random() < self._hub.dial_loss
+        pending = MemoryPendingAnswer(link, answer_sdp, sdp, lost)
+        link._token = answer_sdp
+        self._hub._answers[answer_sdp] = pending
+        return pending
+
+    @property
+    def open_connections(self) -> int:
+        """Diagnostics: links not yet shut down (pending dials included)."""
+        return len(self._links)
+
+    async def close(self) -> None:
+        self._closed = True
+        for link in list(self._links):
+            link.close()
+
+    async def __aenter__(self) -> MemoryTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()

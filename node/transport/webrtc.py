@@ -1,0 +1,491 @@
+"""WebRTC transport: one aiortc peer connection with one data channel per link.
+
+Theory of operation
+-------------------
+* The offerer creates an ``RTCPeerConnection`` and a data channel labelled ``dht`` with
+  ``negotiated=True, id=0`` (reliable, ordered). Both sides create that same channel themselves,
+  so no DCEP OPEN/ACK exchange is needed: each side's channel opens the moment the SCTP
+  association is up, the answerer does not depend on a ``datachannel`` event, and data sent by
+  the offerer right after "open" can never race the answerer's channel registration.
+* aiortc gathers ICE candidates completely inside ``setLocalDescription`` (no trickle ICE), so the
+  offer and answer strings are complete SDP documents that travel in one signaling message each.
+* ``iceServers=[]`` unless STUN/TURN URLs are configured: aiortc would otherwise add a public
+  Google STUN server.
+
+ICE address adaptation (the one place it lives)
+-----------------------------------------------
+aioice 0.13 chooses host-candidate addresses in ``aioice.ice.get_host_addresses`` and skips
+127.0.0.1, so a loopback-only host gets no candidates and never connects.
+``_install_aioice_hooks`` replaces that module attribute (``Connection.gather_candidates`` looks
+it up by name at call time) with a wrapper that returns the addresses of the *calling*
+transport. The addresses travel in a ``ContextVar`` set around ``setLocalDescription``: aiortc
+gathers inside that call, in tasks that inherit the caller's context, so several transports with
+different address lists can live in one process, and any other aiortc user in the process (no
+context value set) sees aioice's own behaviour. The hook is installed once per process and never
+removed.
+
+The same hook raises the UDP receive buffer: aioice sets ``SO_RCVBUF`` on every host socket to
+``aioice.turn.UDP_SOCKET_BUFFER_SIZE`` (256 KiB); the hook raises that module constant to
+``UDP_RECEIVE_BUFFER_BYTES``. The kernel silently caps it at ``net.core.rmem_max``; the first
+connection reads the effective size back and logs once when it was capped.
+
+Both adaptations were written against aioice 0.13.x; another version logs a warning (and the hook
+refuses to install, raising ``TransportError``, if the function it replaces is gone).
+
+Closing
+-------
+``Link.close()`` marks the link closed at once, schedules ``on_close`` and closes the peer
+connection in a task owned by the transport; the peer learns through the SCTP ABORT and its
+channel's ``close`` event. A peer that vanishes without closing (SIGKILL) is only noticed by
+aiortc after its consent/ICE timeout (~30 s): the node's liveness layer evicts it sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import logging
+import socket
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aioice
+import aioice.ice
+import aioice.turn
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.rtcicetransport import parse_stun_turn_uri
+
+from node.transport.base import (
+    BUFFERED_AMOUNT_LOW_BYTES,
+    DialFailed,
+    DialTimeout,
+    LinkClosed,
+    SendQueue,
+    TransportError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The aioice release line the hooks below were written for.
+AIOICE_SUPPORTED_PREFIX = "0.13."
+#: Requested SO_RCVBUF for ICE sockets (best effort: capped by net.core.rmem_max).
+UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+#: Label and SCTP stream id of the single data channel per connection.
+CHANNEL_LABEL = "dht"
+CHANNEL_ID = 0
+#: Longest offer/answer string accepted (a complete SDP with a few candidates is ~1 KiB).
+MAX_SDP_BYTES = 16 * 1024
+#: Messages held for a link whose handlers are not set yet; beyond this the link is closed.
+INBOUND_BUFFER_MAX_MESSAGES = 1024
+
+_ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
+
+# The ICE host addresses of the transport that is currently gathering (see module docstring).
+_ice_addresses_var: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "webrtc_dht_ice_addresses", default=None
+)
+_hooks_installed = False
+_rcvbuf_checked = False
+
+
+def _quiet_library_loggers() -> None:
+    """aiortc/aioice log every state change at INFO; keep them at WARNING unless configured."""
+    for name in ("aiortc", "aioice"):
+        lib_logger = logging.getLogger(name)
+        if lib_logger.level == logging.NOTSET:
+            lib_logger.setLevel(logging.WARNING)
+
+
+def _install_aioice_hooks() -> None:
+    """Install the host-address hook and the receive-buffer size, once per process."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    version = getattr(aioice, "__version__", "unknown")
+    if not str(version).startswith(AIOICE_SUPPORTED_PREFIX):
+        logger.warning(
+            "aioice %s: the ICE address hook was written for aioice %sx",
+            version,
+            AIOICE_SUPPORTED_PREFIX,
+        )
+    original = getattr(aioice.ice, "get_host_addresses", None)
+    if original is None or not callable(original):
+        raise TransportError(
+            f"aioice {version} has no ice.get_host_addresses; cannot restrict ICE addresses"
+        )
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        configured = _ice_addresses_var.get()
+        if not configured:
+            result: list[str] = original(use_ipv4, use_ipv6)
+            return result
+        chosen: list[str] = []
+        for address in configured:
+            is_v6 = ipaddress.ip_address(address).version == 6
+            if (is_v6 and use_ipv6) or (not is_v6 and use_ipv4):
+                chosen.append(address)
+        return chosen
+
+    aioice.ice.get_host_addresses = get_host_addresses
+    if getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", 0) < UDP_RECEIVE_BUFFER_BYTES:
+        aioice.turn.UDP_SOCKET_BUFFER_SIZE = UDP_RECEIVE_BUFFER_BYTES
+    _hooks_installed = True
+
+
+def _check_receive_buffer(pc: RTCPeerConnection) -> None:
+    """Once per process, read SO_RCVBUF back from an ICE socket and log when it was capped."""
+    global _rcvbuf_checked
+    if _rcvbuf_checked:
+        return
+    _rcvbuf_checked = True
+    sctp = pc.sctp
+    if sctp is None:
+        return
+    try:
+        protocols = sctp.transport.transport.iceGatherer._connection._protocols
+        sockets = [p.transport.get_extra_info("socket") for p in protocols]
+    except AttributeError:
+        logger.debug("cannot reach the ICE sockets to check SO_RCVBUF")
+        return
+    for sock in sockets:
+        if sock is None:
+            continue
+        effective = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        # Linux reports twice the requested size (it counts bookkeeping overhead).
+        if effective < UDP_RECEIVE_BUFFER_BYTES:
+            logger.warning(
+                "UDP receive buffer capped at %d bytes (asked %d; raise net.core.rmem_max)",
+                effective,
+                UDP_RECEIVE_BUFFER_BYTES,
+            )
+        return
+
+
+def parse_ice_server(url: str) -> RTCIceServer:
+    """Turn ``stun:host[:port]`` or ``turn:user:pass@host[:port][?transport=udp]`` into an
+    ``RTCIceServer``; raise ``ValueError`` with the reason for anything else."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme.lower() not in _ICE_SCHEMES:
+        raise ValueError(f"ICE server {url!r}: scheme must be one of {', '.join(_ICE_SCHEMES)}")
+    username: str | None = None
+    credential: str | None = None
+    if "@" in rest:
+        if scheme.lower() in ("stun", "stuns"):
+            raise ValueError(f"ICE server {url!r}: STUN URLs carry no credentials")
+        userinfo, _, rest = rest.rpartition("@")
+        user, has_password, password = userinfo.partition(":")
+        if not user or not has_password:
+            raise ValueError(f"ICE server {url!r}: credentials must be user:password@")
+        username = urllib.parse.unquote(user)
+        credential = urllib.parse.unquote(password)
+    bare = f"{scheme.lower()}:{rest}"
+    try:
+        parse_stun_turn_uri(bare)
+    except ValueError as exc:
+        raise ValueError(f"ICE server {url!r}: {exc}") from exc
+    return RTCIceServer(urls=bare, username=username, credential=credential)
+
+
+class WebRTCLink:
+    """One open (or opening) data channel and the peer connection that carries it."""
+
+    def __init__(self, owner: WebRTCTransport, pc: RTCPeerConnection) -> None:
+        self._owner = owner
+        self._pc = pc
+        self._loop = asyncio.get_running_loop()
+        self._channel: RTCDataChannel | None = None
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self._close_fired = False
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._inbound: deque[bytes] = deque()
+        self._queue = SendQueue(self._write, self._buffered_amount)
+        pc.on("connectionstatechange", self._on_connection_state)
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        channel.bufferedAmountLowThreshold = BUFFERED_AMOUNT_LOW_BYTES
+        channel.on("open", self._on_channel_open)
+        channel.on("message", self._on_channel_message)
+        channel.on("close", self._on_channel_close)
+        channel.on("bufferedamountlow", self._queue.drain)
+        if channel.readyState == "open":
+            self._on_channel_open()
+
+    async def wait_open(self, timeout_s: float) -> WebRTCLink:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._opened)
+        except TimeoutError:
+            self.close()
+            raise DialTimeout(f"data channel did not open within {timeout_s:.3f} s") from None
+        return self
+
+    # --- Link -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self._opened.done() and self._opened.exception() is None
+
+    @property
+    def send_queue_peak(self) -> int:
+        """Diagnostics: the deepest the send queue has been (0: never needed)."""
+        return self._queue.peak_messages
+
+    def send(self, data: bytes) -> None:
+        if not self.is_open:
+            raise LinkClosed("link is closed" if self._closed else "link is not open yet")
+        self._queue.send(data)
+
+    def set_handlers(
+        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
+    ) -> None:
+        self._on_message = on_message
+        self._on_close = on_close
+        while self._inbound and self._on_message is not None and not self._close_fired:
+            self._deliver(self._inbound.popleft())
+        if self._closed and not self._close_fired:
+            self._fire_close()
+
+    def close(self) -> None:
+        self._shutdown("closed locally")
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        assert self._channel is not None
+        self._channel.send(data)
+
+    def _buffered_amount(self) -> int:
+        return self._channel.bufferedAmount if self._channel is not None else 0
+
+    def _on_channel_open(self) -> None:
+        if not self._opened.done() and not self._closed:
+            self._opened.set_result(None)
+            _check_receive_buffer(self._pc)
+
+    def _on_channel_message(self, data: bytes | str) -> None:
+        if self._closed:
+            return
+        if isinstance(data, str):
+            logger.debug("dropping a text message (%d chars): the protocol is binary", len(data))
+            return
+        if self._on_message is None:
+            if len(self._inbound) >= INBOUND_BUFFER_MAX_MESSAGES:
+                logger.warning(
+                    "link handlers never set; closing after %d messages", len(self._inbound)
+                )
+                self._shutdown("inbound buffer overflow")
+                return
+            self._inbound.append(data)
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        assert self._on_message is not None
+        try:
+            self._on_message(data)
+        except Exception:
+            logger.exception("on_message handler failed")
+
+    def _on_channel_close(self) -> None:
+        self._shutdown("channel closed")
+
+    def _on_connection_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self._shutdown(f"connection {self._pc.connectionState}")
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        logger.debug("link shut down: %s", reason)
+        self._queue.clear()
+        if not self._opened.done():
+            self._opened.set_exception(DialFailed(f"connection ended before opening: {reason}"))
+            # Nobody may ever await it (cancel() without wait_open); mark it retrieved.
+            self._opened.exception()
+        self._owner._release(self)
+        if self._on_close is not None:
+            self._loop.call_soon(self._fire_close)
+
+    def _fire_close(self) -> None:
+        if self._close_fired or self._on_close is None:
+            return
+        self._close_fired = True
+        self._inbound.clear()
+        try:
+            self._on_close()
+        except Exception:
+            logger.exception("on_close handler failed")
+
+    async def _close_pc(self) -> None:
+        await self._pc.close()
+
+
+class WebRTCPendingOffer:
+    def __init__(self, link: WebRTCLink, sdp: str) -> None:
+        self.sdp = sdp
+        self._link = link
+        self._answered = False
+
+    async def accept_answer(self, sdp: str) -> None:
+        if self._answered:
+            raise DialFailed("an answer was already applied to this offer")
+        if self._link._closed:
+            raise DialFailed("the dial was cancelled or has failed")
+        description = _checked_description(sdp, "answer")
+        try:
+            await self._link._pc.setRemoteDescription(description)
+        except Exception as exc:  # aiortc raises ValueError/InvalidStateError/... on bad SDP
+            self._link.close()
+            raise DialFailed(f"cannot apply answer: {exc}") from exc
+        self._answered = True
+
+    async def wait_open(self, timeout_s: float) -> WebRTCLink:
+        return await self._link.wait_open(timeout_s)
+
+    def cancel(self) -> None:
+        self._link.close()
+
+
+class WebRTCPendingAnswer:
+    def __init__(self, link: WebRTCLink, sdp: str) -> None:
+        self.sdp = sdp
+        self._link = link
+
+    async def wait_open(self, timeout_s: float) -> WebRTCLink:
+        return await self._link.wait_open(timeout_s)
+
+    def cancel(self) -> None:
+        self._link.close()
+
+
+def _checked_description(sdp: str, kind: str) -> RTCSessionDescription:
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise DialFailed(f"empty {kind}")
+    if len(sdp) > MAX_SDP_BYTES:
+        raise DialFailed(f"{kind} of {len(sdp)} chars exceeds MAX_SDP_BYTES={MAX_SDP_BYTES}")
+    if not sdp.startswith("v=0"):
+        raise DialFailed(f"{kind} is not an SDP document")
+    return RTCSessionDescription(sdp=sdp, type=kind)
+
+
+class WebRTCTransport:
+    """The aiortc implementation of ``node.transport.base.Transport``.
+
+    ``ice_addresses``: the host addresses ICE gathers on (default loopback only; empty means
+    aioice's own interface discovery, which skips loopback). ``ice_servers``: ``stun:``/``turn:``
+    URLs, ``turn:user:pass@host:port`` carrying TURN credentials.
+    """
+
+    def __init__(
+        self,
+        ice_addresses: Sequence[str] = ("127.0.0.1",),
+        ice_servers: Sequence[str] = (),
+    ) -> None:
+        addresses: list[str] = []
+        for address in ice_addresses:
+            try:
+                addresses.append(str(ipaddress.ip_address(address)))
+            except ValueError:
+                raise ValueError(f"ICE address {address!r} is not an IP address") from None
+        self._ice_addresses = tuple(addresses)
+        self._ice_servers = [parse_ice_server(url) for url in ice_servers]
+        self._links: set[WebRTCLink] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        _quiet_library_loggers()
+        _install_aioice_hooks()
+
+    def _new_pc(self) -> RTCPeerConnection:
+        if self._closed:
+            raise TransportError("transport is closed")
+        return RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+
+    async def _set_local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> str:
+        token = _ice_addresses_var.set(self._ice_addresses)
+        try:
+            await pc.setLocalDescription(description)
+        finally:
+            _ice_addresses_var.reset(token)
+        local = pc.localDescription
+        assert local is not None
+        sdp: str = local.sdp
+        if "a=candidate:" not in sdp:
+            raise DialFailed(f"ICE gathered no candidates on {list(self._ice_addresses)}")
+        return sdp
+
+    async def create_offer(self) -> WebRTCPendingOffer:
+        pc = self._new_pc()
+        link = WebRTCLink(self, pc)
+        self._links.add(link)
+        try:
+            channel = pc.createDataChannel(
+                CHANNEL_LABEL, ordered=True, negotiated=True, id=CHANNEL_ID
+            )
+            link.attach_channel(channel)
+            sdp = await self._set_local(pc, await pc.createOffer())
+        except BaseException:
+            link.close()
+            raise
+        return WebRTCPendingOffer(link, sdp)
+
+    async def accept_offer(self, sdp: str) -> WebRTCPendingAnswer:
+        description = _checked_description(sdp, "offer")
+        pc = self._new_pc()
+        link = WebRTCLink(self, pc)
+        self._links.add(link)
+        try:
+            try:
+                await pc.setRemoteDescription(description)
+            except Exception as exc:  # aiortc raises assorted errors on bad SDP
+                raise DialFailed(f"cannot apply offer: {exc}") from exc
+            if pc.sctp is None:
+                raise DialFailed("offer has no data channel (m=application) section")
+            channel = pc.createDataChannel(
+                CHANNEL_LABEL, ordered=True, negotiated=True, id=CHANNEL_ID
+            )
+            link.attach_channel(channel)
+            answer_sdp = await self._set_local(pc, await pc.createAnswer())
+        except BaseException:
+            link.close()
+            raise
+        return WebRTCPendingAnswer(link, answer_sdp)
+
+    def _release(self, link: WebRTCLink) -> None:
+        """Called once per link when it shuts down: close its peer connection in a task."""
+        self._links.discard(link)
+        task = asyncio.get_running_loop().create_task(link._close_pc())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_connections(self) -> int:
+        """Diagnostics: peer connections not yet shut down (pending dials included)."""
+        return len(self._links)
+
+    async def close(self) -> None:
+        self._closed = True
+        for link in list(self._links):
+            link.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def __aenter__(self) -> WebRTCTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
