@@ -1,0 +1,207 @@
+"""The signaling server: a thin websockets (asyncio) layer around ``SignalingRouter``.
+
+Theory of operation
+-------------------
+Each accepted WebSocket gets an ``int`` handle, a bounded outbound queue and a writer task. The
+reader feeds every frame to the router and puts the router's outputs on the target connections'
+queues without awaiting them, so a client that stops reading can never stall another client's
+reader: when its queue is full it is closed (code 1008).
+
+Frame sizes: websockets accepts messages up to ``HARD_MAX_FRAME_BYTES`` (1 MiB); the router answers
+anything above ``MAX_FRAME_BYTES`` (64 KiB) with a ``too_large`` error frame and keeps the
+connection. A message above the hard limit is refused by websockets itself, which closes the
+connection with code 1009 (message too big) — it is never read into memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from typing import Final
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from signaling.messages import MAX_FRAME_BYTES
+from signaling.router import ConnId, Outgoing, RouterStats, SignalingRouter
+
+logger = logging.getLogger(__name__)
+
+HARD_MAX_FRAME_BYTES: Final = 1024 * 1024
+OUTBOUND_QUEUE_FRAMES: Final = 256
+CLOSE_SLOW_CONSUMER: Final = 1008
+CLOSE_REPLACED: Final = 1000
+
+
+class _Closing:
+    """Queue sentinel: close the connection after the frames queued before it."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class _Peer:
+    __slots__ = ("queue", "writer", "ws")
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | _Closing] = asyncio.Queue(OUTBOUND_QUEUE_FRAMES)
+        self.writer: asyncio.Task[None] | None = None
+
+
+class SignalingServer:
+    """``await start()``, ``.port``, ``await serve_forever()``, ``await close()``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        rng: random.Random | None = None,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        hard_max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._hard_max = hard_max_frame_bytes
+        self.router = SignalingRouter(rng, max_frame_bytes=max_frame_bytes)
+        self._peers: dict[ConnId, _Peer] = {}
+        self._handles = itertools.count(1)
+        self._server: Server | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("SignalingServer already started")
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._requested_port,
+            max_size=self._hard_max,
+            compression=None,  # no permessage-deflate: no compression bombs, no CPU surprises
+        )
+        logger.info("signaling server listening on ws://%s:%d", self.host, self.port)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        if self._server is None:
+            raise RuntimeError("SignalingServer not started")
+        for sock in self._server.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("SignalingServer has no listening socket")
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def stats(self) -> RouterStats:
+        return self.router.stats()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._peers)
+
+    async def wait_connection_count(self, count: int, timeout_s: float) -> None:
+        """Wait until exactly ``count`` connections are open (tests, supervisors).
+        Raises ``TimeoutError``."""
+        async with asyncio.timeout(timeout_s):
+            while len(self._peers) != count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (code 1001). Idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await server.wait_closed()
+        logger.info("signaling server closed")
+
+    async def __aenter__(self) -> SignalingServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- per connection --------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = next(self._handles)
+        peer = _Peer(ws)
+        peer.writer = asyncio.create_task(self._write(conn, peer), name=f"signaling-writer-{conn}")
+        self._peers[conn] = peer
+        self._changed.set()
+        loop = asyncio.get_running_loop()
+        logger.debug("connection %d from %s", conn, ws.remote_address)
+        try:
+            self._dispatch(self.router.connect(conn, loop.time()))
+            async for data in ws:
+                self._dispatch(self.router.receive(conn, data, loop.time()))
+        except ConnectionClosed as exc:
+            logger.debug("connection %d closed: %s", conn, exc)
+        finally:
+            node_id = self.router.node_id_of(conn)
+            self.router.disconnect(conn)
+            self._peers.pop(conn, None)
+            self._changed.set()
+            peer.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await peer.writer
+            logger.debug("connection %d gone (id %s)", conn, node_id.hex()[:8] if node_id else "-")
+
+    def _dispatch(self, outgoing: list[Outgoing]) -> None:
+        for conn, text in outgoing:
+            peer = self._peers.get(conn)
+            if peer is None:
+                continue
+            try:
+                peer.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                logger.warning("connection %d does not read its frames; closing it", conn)
+                self._close_later(conn, peer, CLOSE_SLOW_CONSUMER, "too slow reading frames")
+        for conn in self.router.connections_to_close():
+            peer = self._peers.get(conn)
+            if peer is not None:
+                self._close_later(conn, peer, CLOSE_REPLACED, "replaced by a newer registration")
+
+    def _close_later(self, conn: ConnId, peer: _Peer, code: int, reason: str) -> None:
+        # Forget it in the router now so nothing more is routed to it.
+        self.router.disconnect(conn)
+        self._peers.pop(conn, None)
+        try:
+            peer.queue.put_nowait(_Closing(code, reason))
+        except asyncio.QueueFull:
+            if peer.writer is not None:
+                peer.writer.cancel()
+            task = asyncio.get_running_loop().create_task(peer.ws.close(code, reason))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _write(self, conn: ConnId, peer: _Peer) -> None:
+        try:
+            while True:
+                item = await peer.queue.get()
+                if isinstance(item, _Closing):
+                    await peer.ws.close(item.code, item.reason)
+                    return
+                await peer.ws.send(item)
+        except ConnectionClosed:
+            logger.debug("connection %d closed while writing", conn)
