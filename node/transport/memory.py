@@ -257,17 +257,18 @@ class MemoryPendingOffer:
             raise DialFailed("an answer was already applied to this offer")
         if self._link._closed:
             raise DialFailed("the dial was cancelled or has failed")
-        answer = self._hub._answers.pop(sdp, None) if isinstance(sdp, str) else None
+        answer = self._hub._answers.get(sdp) if isinstance(sdp, str) else None
         if answer is None or answer._offer_sdp != self.sdp:
             raise DialFailed("unknown answer token, or an answer to another offer")
+        del self._hub._answers[sdp]
         self._answered = True
         self._hub._offers.pop(self.sdp, None)
         if answer._link._closed:
             return  # the answerer gave up: wait_open times out, as with WebRTC
+        if answer._lost:
+            return  # no connectivity: neither side ever hears of the other
         ours, theirs = self._link, answer._link
         ours._peer, theirs._peer = theirs, ours
-        if answer._lost:
-            return
         # Both sides open in a later callback, as an ICE/DTLS/SCTP handshake would.
         ours._loop.call_soon(ours._open)
         ours._loop.call_soon(theirs._open)
