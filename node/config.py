@@ -1,0 +1,52 @@
+"""Protocol parameters. Every duration is in seconds of the monotonic ``now`` the core is fed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_MESSAGE_BYTES = 60 * 1024
+MAX_RECORD_DATA_BYTES = 32 * 1024
+MAX_PROVIDER_META_BYTES = 1024
+MAX_TOPIC_BYTES = 1024
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    k: int = 20
+    alpha: int = 3
+    write_quorum: int | None = None  # None → ceil(k / 2)
+
+    request_timeout_s: float = 2.0
+    lookup_deadline_s: float = 10.0
+
+    record_ttl_s: float = 3600.0
+    cache_ttl_s: float = 900.0
+    # Below the TTL so a holder's copy is refreshed before it can expire (DESIGN §4 says "every
+    # 1 h" with a 1 h TTL, which would leave a gap of a network round trip at every period).
+    republish_interval_s: float = 3000.0
+    repair_interval_s: float = 600.0
+    refresh_interval_s: float = 900.0
+    refresh_stagger_s: float = 2.0
+
+    # Liveness of connected peers: ping one that was silent for this long; evict on failure.
+    ping_idle_s: float = 4.0
+    ping_timeout_s: float = 3.0
+    liveness_tick_s: float = 1.0
+    max_request_failures: int = 2
+
+    max_records: int = 100_000
+    max_record_data_bytes: int = MAX_RECORD_DATA_BYTES
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
+
+    provider_ttl_s: float = 1200.0
+    reannounce_interval_s: float = 300.0
+    discovery_interval_s: float = 15.0
+    max_providers_per_topic: int = 64
+
+    signal_hop_limit: int = 8
+    malformed_disconnect_threshold: int = 20
+
+    @property
+    def quorum_w(self) -> int:
+        return self.write_quorum if self.write_quorum is not None else -(-self.k // 2)

@@ -1,0 +1,155 @@
+"""The iterative lookup as a steppable state machine (after rust-libp2p's ``ClosestPeersIter``).
+
+The iterator knows candidate peers sorted by XOR distance to the target, each in a state
+(``NOT_CONTACTED → WAITING → SUCCEEDED | FAILED``). It does no I/O and keeps no timers: the caller
+asks ``next_peer()`` for whom to contact, reports ``on_success(peer, closer)`` or
+``on_failure(peer)``, and owns the per-request timeouts and the whole-lookup deadline.
+
+Rules:
+- At most ``alpha`` requests in flight; a new one may start as soon as any returns (no rounds).
+- The own ID is never a candidate.
+- Only peers that could still be among the ``k`` closest are contacted: a candidate farther than
+  the ``k``-th closest non-failed peer is never asked.
+- The lookup is finished when the ``k`` closest non-failed peers have all succeeded, or when no
+  candidate is left to ask and nothing is in flight, or when ``finish()`` was called.
+- Hops: a peer's depth is 1 for the initial candidates and ``depth(introducer) + 1`` for one
+  learned from a response; ``hops`` of a result is the depth of the peer that gave the answer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from node.ids import NodeId, as_int
+
+
+class PeerState(enum.Enum):
+    NOT_CONTACTED = 0
+    WAITING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+
+
+@dataclass(slots=True)
+class Candidate:
+    id: NodeId
+    distance: int
+    state: PeerState
+    depth: int
+    via: NodeId | None  # the peer that told us about it (a relay for connection setup)
+
+
+class LookupIter:
+    def __init__(
+        self,
+        target: bytes,
+        own_id: NodeId,
+        initial: Iterable[NodeId],
+        k: int,
+        alpha: int,
+    ) -> None:
+        self.target = target
+        self._t = as_int(target)
+        self.own_id = own_id
+        self.k = k
+        self.alpha = alpha
+        self._order: list[tuple[int, NodeId]] = []
+        self._peers: dict[NodeId, Candidate] = {}
+        self._in_flight = 0
+        self._finished = False
+        self.contacted = 0
+        self.failed = 0
+        for p in initial:
+            self._add(p, 1, None)
+
+    def _add(self, peer: NodeId, depth: int, via: NodeId | None) -> None:
+        if peer == self.own_id or peer in self._peers:
+            return
+        d = as_int(peer) ^ self._t
+        self._peers[peer] = Candidate(peer, d, PeerState.NOT_CONTACTED, depth, via)
+        bisect.insort(self._order, (d, peer))
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        if self._finished:
+            return True
+        succeeded = 0
+        for _, pid in self._order:
+            c = self._peers[pid]
+            if c.state is PeerState.FAILED:
+                continue
+            if c.state is not PeerState.SUCCEEDED:
+                return False
+            succeeded += 1
+            if succeeded >= self.k:
+                return True
+        return self._in_flight == 0
+
+    def next_peer(self) -> Candidate | None:
+        """The next peer to contact (now marked WAITING), or None (wait, or finished)."""
+        if self._finished or self._in_flight >= self.alpha:
+            return None
+        ahead = 0
+        for _, pid in self._order:
+            c = self._peers[pid]
+            if c.state is PeerState.FAILED:
+                continue
+            if c.state is PeerState.NOT_CONTACTED:
+                c.state = PeerState.WAITING
+                self._in_flight += 1
+                self.contacted += 1
+                return c
+            ahead += 1
+            if ahead >= self.k:
+                return None
+        return None
+
+    def candidate(self, peer: NodeId) -> Candidate | None:
+        return self._peers.get(peer)
+
+    def closest_succeeded(self, n: int | None = None) -> list[NodeId]:
+        n = self.k if n is None else n
+        out = [pid for _, pid in self._order if self._peers[pid].state is PeerState.SUCCEEDED]
+        return out[:n]
+
+    def closest_seen(self, n: int) -> list[NodeId]:
+        return [pid for _, pid in self._order if self._peers[pid].state is not PeerState.FAILED][:n]
+
+    def depth(self, peer: NodeId) -> int:
+        c = self._peers.get(peer)
+        return c.depth if c is not None else 0
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def on_success(self, peer: NodeId, closer: Iterable[NodeId]) -> bool:
+        """A response from ``peer``; False when ``peer`` was not awaited (ignored)."""
+        c = self._peers.get(peer)
+        if c is None or c.state is not PeerState.WAITING:
+            return False
+        c.state = PeerState.SUCCEEDED
+        self._in_flight -= 1
+        for p in closer:
+            self._add(p, c.depth + 1, peer)
+        return True
+
+    def on_failure(self, peer: NodeId) -> bool:
+        c = self._peers.get(peer)
+        if c is None or c.state is not PeerState.WAITING:
+            return False
+        c.state = PeerState.FAILED
+        self._in_flight -= 1
+        self.failed += 1
+        return True
+
+    def finish(self) -> None:
+        """Stop issuing requests (e.g. FIND_VALUE found the value)."""
+        self._finished = True
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight

@@ -1,0 +1,154 @@
+"""Signed value records and signed topic-provider records.
+
+A ``Record`` is the unit of storage: ``(key, data, ts, pub)`` signed by the publisher. ``pub`` is
+never sent: it is derived from ``public_key`` (pub = SHA-256(public key)), so a record cannot claim
+someone else's ID. The total order of records for one key is ``record_order`` — higher ``ts`` wins,
+ties broken by the higher ``pub`` — and it is the only ordering used anywhere (storage, lookups,
+repair).
+
+Validation rejects, with a reason: a bad signature, a ``ts`` more than ``max_future_skew_ms``
+ahead of the receiver's wall clock (the far-future overwrite attack), data over the size
+limit, and malformed fields. ``validate_*`` return ``None`` for a valid record, else the
+reason string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.config import MAX_FUTURE_SKEW_MS, MAX_PROVIDER_META_BYTES, MAX_RECORD_DATA_BYTES
+from node.identity import (
+    DOMAIN_PROVIDER,
+    DOMAIN_RECORD,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    Identity,
+    verify,
+)
+from node.ids import ID_BYTES, NodeId
+
+_U64_MAX = (1 << 64) - 1
+
+
+def _record_payload(key: bytes, ts: int, data: bytes) -> bytes:
+    return DOMAIN_RECORD + key + ts.to_bytes(8, "big") + data
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: bytes
+    data: bytes
+    ts: int
+    public_key: bytes
+    sig: bytes
+    pub: NodeId = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pub", NodeId(hashlib.sha256(self.public_key).digest()))
+
+
+def sign_record(identity: Identity, key: bytes, data: bytes, ts: int) -> Record:
+    return Record(key, data, ts, identity.public_key, identity.sign(_record_payload(key, ts, data)))
+
+
+def record_order(r: Record) -> tuple[int, bytes]:
+    """Sort key: higher is better (newer ts, then higher publisher ID)."""
+    return (r.ts, r.pub)
+
+
+def better(a: Record, b: Record | None) -> bool:
+    """True when ``a`` should replace ``b``."""
+    return b is None or record_order(a) > record_order(b)
+
+
+def validate_record(
+    r: Record,
+    now_ms: int,
+    *,
+    max_data_bytes: int = MAX_RECORD_DATA_BYTES,
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
+) -> str | None:
+    if len(r.key) != ID_BYTES:
+        return "malformed key"
+    if len(r.public_key) != PUBLIC_KEY_BYTES or len(r.sig) != SIGNATURE_BYTES:
+        return "malformed signature fields"
+    if not 0 <= r.ts <= _U64_MAX:
+        return "malformed timestamp"
+    if len(r.data) > max_data_bytes:
+        return f"data too large ({len(r.data)} > {max_data_bytes} bytes)"
+    if r.ts > now_ms + max_future_skew_ms:
+        return "timestamp too far in the future"
+    if not verify(r.public_key, r.sig, _record_payload(r.key, r.ts, r.data)):
+        return "bad signature"
+    return None
+
+
+def _provider_payload(topic: bytes, ts: int, port: int, leave: bool, meta: bytes) -> bytes:
+    return (
+        DOMAIN_PROVIDER
+        + topic
+        + ts.to_bytes(8, "big")
+        + port.to_bytes(4, "big")
+        + (b"\x01" if leave else b"\x00")
+        + meta
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRecord:
+    """Node ``node`` serves ``topic`` on application ``port`` (0 = none); ``leave``: withdrawn."""
+
+    topic: bytes
+    ts: int
+    port: int
+    leave: bool
+    meta: bytes  # JSON text, UTF-8, at most MAX_PROVIDER_META_BYTES
+    public_key: bytes
+    sig: bytes
+    node: NodeId = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "node", NodeId(hashlib.sha256(self.public_key).digest()))
+
+    def meta_value(self) -> Any:
+        if not self.meta:
+            return None
+        try:
+            return json.loads(self.meta.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+
+
+def sign_provider(
+    identity: Identity, topic: bytes, ts: int, port: int, meta: bytes, leave: bool = False
+) -> ProviderRecord:
+    sig = identity.sign(_provider_payload(topic, ts, port, leave, meta))
+    return ProviderRecord(topic, ts, port, leave, meta, identity.public_key, sig)
+
+
+def validate_provider(
+    p: ProviderRecord, now_ms: int, *, max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
+) -> str | None:
+    if len(p.topic) != ID_BYTES:
+        return "malformed topic"
+    if len(p.public_key) != PUBLIC_KEY_BYTES or len(p.sig) != SIGNATURE_BYTES:
+        return "malformed signature fields"
+    if not 0 <= p.ts <= _U64_MAX:
+        return "malformed timestamp"
+    if not 0 <= p.port <= 65535:
+        return "port out of range"
+    if len(p.meta) > MAX_PROVIDER_META_BYTES:
+        return f"metadata too large ({len(p.meta)} > {MAX_PROVIDER_META_BYTES} bytes)"
+    if p.meta:
+        try:
+            json.loads(p.meta.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return "metadata is not JSON"
+    if p.ts > now_ms + max_future_skew_ms:
+        return "timestamp too far in the future"
+    if not verify(p.public_key, p.sig, _provider_payload(p.topic, p.ts, p.port, p.leave, p.meta)):
+        return "bad signature"
+    return None

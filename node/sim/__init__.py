@@ -1,0 +1,1 @@
+"""Discrete-event simulation of many protocol instances on virtual time."""
