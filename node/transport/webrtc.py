@@ -69,6 +69,7 @@ from node.transport.base import (
     DialFailed,
     DialTimeout,
     LinkClosed,
+    MessageTooLarge,
     SendQueue,
     TransportError,
 )
@@ -220,7 +221,7 @@ class WebRTCLink:
         channel.on("open", self._on_channel_open)
         channel.on("message", self._on_channel_message)
         channel.on("close", self._on_channel_close)
-        channel.on("bufferedamountlow", self._queue.drain)
+        channel.on("bufferedamountlow", self._on_buffered_amount_low)
         if channel.readyState == "open":
             self._on_channel_open()
 
@@ -265,8 +266,25 @@ class WebRTCLink:
     # --- internals --------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        assert self._channel is not None
-        self._channel.send(data)
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            raise LinkClosed("data channel is not open")
+        try:
+            channel.send(data)
+        except ValueError as exc:  # above the max-message-size the peer advertised
+            raise MessageTooLarge(str(exc)) from exc
+
+    def _on_buffered_amount_low(self) -> None:
+        """The channel drained to the low-water mark: move queued messages to it."""
+        while not self._closed:
+            try:
+                self._queue.drain()
+            except MessageTooLarge as exc:
+                logger.warning("dropping a queued message: %s", exc)
+                continue
+            except LinkClosed:
+                self._shutdown("channel closed while draining")
+            return
 
     def _buffered_amount(self) -> int:
         return self._channel.bufferedAmount if self._channel is not None else 0
@@ -468,7 +486,7 @@ class WebRTCTransport:
     def _release(self, link: WebRTCLink) -> None:
         """Called once per link when it shuts down: close its peer connection in a task."""
         self._links.discard(link)
-        task = asyncio.get_running_loop().create_task(link._close_pc())
+        task = link._loop.create_task(link._close_pc())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 

@@ -29,7 +29,7 @@ from node.transport.base import (
     Transport,
 )
 from node.transport.memory import MemoryHub, MemoryTransport
-from node.transport.webrtc import WebRTCTransport
+from node.transport.webrtc import WebRTCTransport, parse_ice_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -234,6 +234,10 @@ async def test_offer_wait_open_times_out_without_answer(transports: tuple[Any, A
     assert a.open_connections == 0
     with pytest.raises(DialFailed):
         await offer.accept_answer("v=0\r\n")
+    if isinstance(a, WebRTCTransport):
+        await a.close()  # waits for the peer-connection close the timeout started
+        assert offer._link._pc.connectionState == "closed"
+        assert offer._link._pc.iceConnectionState == "closed"
 
 
 async def test_answer_wait_open_times_out_when_answer_is_dropped(
@@ -314,11 +318,54 @@ async def test_memory_stalled_receiver_backs_up_sender_then_recovers() -> None:
     await b.close()
 
 
+# --- WebRTC configuration ----------------------------------------------------------------------
+
+
+def test_parse_ice_server_urls() -> None:
+    stun = parse_ice_server("stun:stun.example.org:3478")
+    assert (stun.urls, stun.username, stun.credential) == ("stun:stun.example.org:3478", None, None)
+    turn = parse_ice_server("turn:alice:s%40cret@turn.example.org:3478?transport=udp")
+    assert turn.urls == "turn:turn.example.org:3478?transport=udp"
+    assert (turn.username, turn.credential) == ("alice", "s@cret")
+    for bad in ["http://x", "stun", "stun:u:p@host", "turn:alice@host", "turn:", "stun:h:notaport"]:
+        with pytest.raises(ValueError, match="ICE server"):
+            parse_ice_server(bad)
+
+
+def test_bad_ice_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        WebRTCTransport(["localhost"])
+
+
+async def test_ice_hook_only_applies_inside_a_transport() -> None:
+    import aioice.ice
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    WebRTCTransport(["127.0.0.1"])  # installs the hook
+    # Outside a transport's gathering the hook defers to aioice, which never offers loopback.
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.createDataChannel("x")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert pc.localDescription is not None
+        assert " 127.0.0.1 " not in pc.localDescription.sdp
+    finally:
+        await pc.close()
+    # A transport's offer carries exactly its configured addresses.
+    async with WebRTCTransport(["127.0.0.1"]) as transport:
+        offer = await transport.create_offer()
+        candidates = [ln for ln in offer.sdp.splitlines() if ln.startswith("a=candidate:")]
+        assert len(candidates) == 1
+        assert " 127.0.0.1 " in candidates[0]
+        offer.cancel()
+
+
 # --- WebRTC between two OS processes -----------------------------------------------------------
 
 CHILD = r"""
 import asyncio, json, sys
-from node.transport.webrtc import WebRTCTransport
+from node.transport.webrtc import WebRTCTransport, parse_ice_server
 
 async def main() -> None:
     loop = asyncio.get_running_loop()
