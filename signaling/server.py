@@ -74,8 +74,8 @@ class SignalingServer:
         self._peers: dict[ConnId, _Peer] = {}
         self._handles = itertools.count(1)
         self._server: Server | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
+        self._slow_consumers = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -106,6 +106,11 @@ class SignalingServer:
 
     def stats(self) -> RouterStats:
         return self.router.stats()
+
+    @property
+    def slow_consumers_closed(self) -> int:
+        """Connections closed because they did not read their frames."""
+        return self._slow_consumers
 
     @property
     def connection_count(self) -> int:
@@ -176,6 +181,7 @@ class SignalingServer:
                 peer.queue.put_nowait(text)
             except asyncio.QueueFull:
                 logger.warning("connection %d does not read its frames; closing it", conn)
+                self._slow_consumers += 1
                 self._close_later(conn, peer, CLOSE_SLOW_CONSUMER, "too slow reading frames")
         for conn in self.router.connections_to_close():
             peer = self._peers.get(conn)
@@ -183,17 +189,18 @@ class SignalingServer:
                 self._close_later(conn, peer, CLOSE_REPLACED, "replaced by a newer registration")
 
     def _close_later(self, conn: ConnId, peer: _Peer, code: int, reason: str) -> None:
+        """Close after the frames already queued; a connection whose queue is full does not read,
+        so it cannot take part in a closing handshake either: abort its TCP connection."""
         # Forget it in the router now so nothing more is routed to it.
         self.router.disconnect(conn)
         self._peers.pop(conn, None)
+        self._changed.set()
         try:
             peer.queue.put_nowait(_Closing(code, reason))
         except asyncio.QueueFull:
             if peer.writer is not None:
                 peer.writer.cancel()
-            task = asyncio.get_running_loop().create_task(peer.ws.close(code, reason))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            peer.ws.transport.abort()
 
     async def _write(self, conn: ConnId, peer: _Peer) -> None:
         try:

@@ -61,7 +61,7 @@ async def get(queue: asyncio.Queue[T]) -> T:
         return await queue.get()
 
 
-ClientFactory = Callable[..., SignalingClient]
+ClientFactory = Callable[[str, Identity], tuple[SignalingClient, Recorder]]
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from node.identity import DOMAIN_SIGNALING, Identity
+from signaling.__main__ import parse_args
 from signaling.server import HARD_MAX_FRAME_BYTES, SignalingServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -38,15 +42,19 @@ async def recv_json(ws: ClientConnection) -> dict[str, Any]:
     return frame
 
 
-async def open_raw(server: SignalingServer) -> tuple[ClientConnection, str]:
-    ws = await connect(server.url, max_size=4 * 1024 * 1024)
+async def open_raw(
+    server: SignalingServer, max_queue: int | None = 16
+) -> tuple[ClientConnection, str]:
+    ws = await connect(server.url, max_size=4 * 1024 * 1024, max_queue=max_queue)
     challenge = await recv_json(ws)
     assert challenge["type"] == "challenge"
     return ws, challenge["nonce"]
 
 
-async def open_registered(server: SignalingServer, identity: Identity) -> ClientConnection:
-    ws, nonce = await open_raw(server)
+async def open_registered(
+    server: SignalingServer, identity: Identity, max_queue: int | None = 16
+) -> ClientConnection:
+    ws, nonce = await open_raw(server, max_queue)
     await ws.send(
         json.dumps(
             {
@@ -211,3 +219,116 @@ async def test_client_disconnect_unregisters(server: SignalingServer) -> None:
         assert (await recv_json(a))["peers"] == []
     finally:
         await a.close()
+
+
+# -- the `python -m signaling` entry point ----------------------------------------------------
+
+
+def test_parse_args_precedence() -> None:
+    args = parse_args([], env={})
+    assert (args.host, args.port, args.log_level) == ("127.0.0.1", 3000, "INFO")
+    args = parse_args([], env={"SIGNALLING_HOST": "0.0.0.0", "SIGNALLING_PORT": "4000"})
+    assert (args.host, args.port) == ("0.0.0.0", 4000)
+    env = {"SIGNALING_PORT": "5000", "SIGNALLING_PORT": "4000", "SIGNALING_LOG_LEVEL": "debug"}
+    args = parse_args([], env=env)
+    assert (args.port, args.log_level) == (5000, "DEBUG")
+    args = parse_args(["--port", "6000", "--host", "::1"], env=env)
+    assert (args.host, args.port) == ("::1", 6000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--port", "70000"], {}, "0..65535"),
+        (["--port", "abc"], {}, "integer"),
+        ([], {"SIGNALING_PORT": "-1"}, "SIGNALING_PORT"),
+        ([], {"SIGNALLING_PORT": "x"}, "SIGNALLING_PORT"),
+        (["--log-level", "loud"], {}, "log level"),
+    ],
+)
+def test_bad_configuration_exits_2(
+    argv: list[str], env: dict[str, str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv, env=env)
+    assert info.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+async def test_cli_serves_and_stops_on_sigterm() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALING_", "SIGNALLING_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling",
+        "--port",
+        "0",
+        "--log-level",
+        "WARNING",
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stderr.readline()).decode()
+        assert line.startswith("listening on ws://127.0.0.1:")
+        port = int(line.strip().rsplit(":", 1)[1])
+        ws = await connect(f"ws://127.0.0.1:{port}")
+        assert (await recv_json(ws))["type"] == "challenge"
+        await ws.close()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_cli_port_in_use_exits_1() -> None:
+    async with SignalingServer("127.0.0.1", 0) as busy:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "signaling",
+            "--port",
+            str(busy.port),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(20):
+            _, err = await proc.communicate()
+        assert proc.returncode == 1
+        assert b"cannot listen" in err
+
+
+async def test_client_that_never_reads_is_closed_others_unaffected(
+    server: SignalingServer,
+) -> None:
+    target_id = Identity.generate(random.Random(500))
+    target = await open_registered(server, target_id, max_queue=1)
+    senders = [
+        # No client-side queue limit: they get unknown_target frames they do not read here.
+        await open_registered(server, Identity.generate(random.Random(600 + i)), max_queue=None)
+        for i in range(7)
+    ]
+    offer = json.dumps(
+        {"type": "offer", "to": target_id.node_id.hex(), "cid": "big", "sdp": "s" * 60_000}
+    )
+    try:
+        # ~40 MB towards a client that reads nothing: its outbound queue fills and it is dropped.
+        for ws in senders:
+            for _ in range(95):
+                await ws.send(offer)
+        await server.wait_connection_count(len(senders), 20)
+        assert server.slow_consumers_closed == 1
+        assert target_id.node_id not in server.router.registered_ids()
+        # Senders got no error for the relays they sent before the target was dropped, and one
+        # unknown_target for each relay after it; nothing else is pending and all still work.
+        await assert_well_behaved_clients_work(server)
+    finally:
+        for ws in senders:
+            await ws.close()
+        # Its reading is paused (full queue), so it would not notice the server's abort and would
+        # wait close_timeout for a closing handshake: drop it locally.
+        target.transport.abort()

@@ -66,8 +66,9 @@ class Harness:
         challenge = only(self.router.connect(conn, self.now), conn)
         assert challenge["type"] == "challenge"
         assert len(bytes.fromhex(challenge["nonce"])) == NONCE_BYTES
-        self.nonces[conn] = challenge["nonce"]
-        return challenge["nonce"]
+        nonce = str(challenge["nonce"])
+        self.nonces[conn] = nonce
+        return nonce
 
     def send(self, conn: int, data: str | bytes | dict[str, Any]) -> list[Outgoing]:
         self.now += 0.05  # well under the rate limit
