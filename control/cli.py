@@ -4,8 +4,8 @@ Where commands go (first match wins):
   --endpoint URL  >  $DHTCTL_ENDPOINT  >  front_endpoint of $DHT_STATE_DIR/<cluster>/cluster.json
   >  tcp://127.0.0.1:5555.
 The supervisor front endpoint routes by ``--node N`` (or ``--node all``); without ``--node`` it
-sends the command to node 1. Events (watch, lookup --follow): --endpoint > $DHTCTL_EVENTS >
-event_endpoint of cluster.json > tcp://127.0.0.1:5556.
+sends the command to node 1. Events: (watch --endpoint | lookup --follow --events) >
+$DHTCTL_EVENTS > event_endpoint of cluster.json > tcp://127.0.0.1:5556.
 
 Output: tables on stdout, ``--json`` for one JSON document (JSON Lines for streams), one error
 line on stderr. Exit codes: 0 ok, 1 command failed, 2 usage, 3 unreachable/timeout, 130 Ctrl-C.
@@ -236,9 +236,9 @@ def control_endpoint(opts: Options) -> str:
     return DEFAULT_CONTROL_ENDPOINT
 
 
-def events_endpoint(opts: Options) -> str:
-    if opts.endpoint:
-        return _check_endpoint(opts.endpoint)
+def events_endpoint(opts: Options, explicit: str | None) -> str:
+    if explicit:
+        return _check_endpoint(explicit)
     if env := os.environ.get("DHTCTL_EVENTS"):
         return _check_endpoint(env)
     state = _cluster_state(opts)
@@ -371,12 +371,15 @@ def cmd_lookup(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="join the topic and print peers as they appear.")
     ] = False,
+    events: Annotated[
+        str | None, typer.Option("--events", help="events endpoint for --follow.")
+    ] = None,
 ) -> None:
     if not follow:
         _show(opts, "lookup", _call(opts, "lookup", topic=topic))
         return
     me = _call(opts, "id")["id"]
-    with EventSubscriber(events_endpoint(opts), ["topic.peer"]) as sub:
+    with EventSubscriber(events_endpoint(opts, events), ["topic.peer"]) as sub:
         joined = _call(opts, "join", topic=topic, port=None, meta=None)
         if not opts.json:
             typer.echo(f"following {topic} ({short(joined.get('topic_id'))}), Ctrl-C to stop")
@@ -409,7 +412,7 @@ def cmd_watch(
 ) -> None:
     selector = opts.node_selector
     index = selector if isinstance(selector, int) else None
-    with EventSubscriber(events_endpoint(opts), topic or None) as sub:
+    with EventSubscriber(events_endpoint(opts, opts.endpoint), topic or None) as sub:
         for event_topic, payload in sub:
             if index is not None and payload.get("index") != index:
                 continue
