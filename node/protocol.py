@@ -596,14 +596,17 @@ class DhtProtocol:
         self._step_lookup(lookup, now)
         return write
 
-    def join_topic(self, topic: bytes, port: int | None, meta: bytes, now: float) -> None:
-        """Keep discovering ``topic``; with ``port`` also announce it (active join)."""
+    def join_topic(
+        self, topic: bytes, port: int | None, meta: bytes, now: float, announce_now: bool = True
+    ) -> None:
+        """Keep discovering ``topic``; with ``port`` also announce it (active join) and keep
+        re-announcing it. ``announce_now=False``: the caller just announced it."""
         jt = self.joined.get(topic)
         if jt is None:
             jt = self.joined[topic] = JoinedTopic(topic, port, meta)
         else:
             jt.port, jt.meta = port, meta
-        jt.next_announce = now
+        jt.next_announce = now if announce_now else now + self.config.reannounce_interval_s
         jt.next_discovery = now
         self._topics_due(now)
 
