@@ -26,6 +26,10 @@ def pack(obj: Any) -> bytes:
     return data
 
 
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"ext type {code} is not allowed")
+
+
 def unpack(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> Any:
     """Decode exactly one msgpack object from ``data`` (at most ``max_bytes`` long)."""
     if len(data) > max_bytes:
@@ -41,6 +45,7 @@ def unpack(data: bytes, max_bytes: int = MAX_REQUEST_BYTES) -> Any:
             max_array_len=max_bytes,
             max_map_len=max_bytes // 2,
             max_ext_len=0,
+            ext_hook=_refuse_ext,
         )
     except Exception as exc:  # msgpack raises a zoo: ValueError, ExtraData, StackError, ...
         raise CodecError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from exc
