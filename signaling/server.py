@@ -25,7 +25,7 @@ from typing import Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from signaling.messages import MAX_FRAME_BYTES
+from signaling.messages import MAX_FRAME_BYTES, ErrorCode, ErrorFrame, encode
 from signaling.router import ConnId, Outgoing, RouterStats, SignalingRouter
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ HARD_MAX_FRAME_BYTES: Final = 1024 * 1024
 OUTBOUND_QUEUE_FRAMES: Final = 256
 CLOSE_SLOW_CONSUMER: Final = 1008
 CLOSE_REPLACED: Final = 1000
+CLOSE_REGISTER_TIMEOUT: Final = 1008
+REGISTER_TIMEOUT_S: Final = 10.0
+"""A connection that has not registered by then gets a ``not_registered`` error and is closed:
+every operation needs registration, so an idle unregistered socket only holds resources."""
 
 
 class _Closing:
@@ -66,8 +70,10 @@ class SignalingServer:
         rng: random.Random | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         hard_max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
+        register_timeout_s: float = REGISTER_TIMEOUT_S,
     ) -> None:
         self.host = host
+        self._register_timeout_s = register_timeout_s
         self._requested_port = port
         self._hard_max = hard_max_frame_bytes
         self.router = SignalingRouter(rng, max_frame_bytes=max_frame_bytes)
@@ -156,6 +162,7 @@ class SignalingServer:
         self._changed.set()
         loop = asyncio.get_running_loop()
         logger.debug("connection %d from %s", conn, ws.remote_address)
+        deadline = loop.call_later(self._register_timeout_s, self._register_deadline, conn, peer)
         try:
             self._dispatch(self.router.connect(conn, loop.time()))
             async for data in ws:
@@ -163,6 +170,7 @@ class SignalingServer:
         except ConnectionClosed as exc:
             logger.debug("connection %d closed: %s", conn, exc)
         finally:
+            deadline.cancel()
             node_id = self.router.node_id_of(conn)
             self.router.disconnect(conn)
             self._peers.pop(conn, None)
@@ -187,6 +195,20 @@ class SignalingServer:
             peer = self._peers.get(conn)
             if peer is not None:
                 self._close_later(conn, peer, CLOSE_REPLACED, "replaced by a newer registration")
+
+    def _register_deadline(self, conn: ConnId, peer: _Peer) -> None:
+        if self._peers.get(conn) is not peer or self.router.node_id_of(conn) is not None:
+            return
+        logger.info(
+            "connection %d did not register within %g s; closing it", conn, self._register_timeout_s
+        )
+        frame = ErrorFrame(
+            ErrorCode.NOT_REGISTERED.value,
+            f"no valid registration within {self._register_timeout_s:g} s; closing",
+        )
+        with contextlib.suppress(asyncio.QueueFull):
+            peer.queue.put_nowait(encode(frame))
+        self._close_later(conn, peer, CLOSE_REGISTER_TIMEOUT, "registration timeout")
 
     def _close_later(self, conn: ConnId, peer: _Peer, code: int, reason: str) -> None:
         """Close after the frames already queued; a connection whose queue is full does not read,

@@ -281,3 +281,14 @@ async def test_error_reply_fails_peers_request(make_client: ClientFactory) -> No
             await alice.peers(3)
         assert info.value.code == "rate_limited"
         await alice.close()
+
+
+def test_backoff_doubles_to_cap_with_jitter() -> None:
+    client = SignalingClient(
+        "ws://127.0.0.1:1", ident(1), lambda *a: None, lambda *a: None, rng=random.Random(3)
+    )
+    for attempt, base in enumerate([0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]):
+        delays = [client._next_delay(attempt) for _ in range(200)]
+        assert all(base / 2 <= d <= base for d in delays), attempt
+        assert max(delays) - min(delays) > base / 4  # jittered, not constant
+    assert client._next_delay(10_000) <= 5.0

@@ -332,3 +332,24 @@ async def test_client_that_never_reads_is_closed_others_unaffected(
         # Its reading is paused (full queue), so it would not notice the server's abort and would
         # wait close_timeout for a closing handshake: drop it locally.
         target.transport.abort()
+
+
+async def test_unregistered_connection_closed_after_timeout() -> None:
+    async with SignalingServer("127.0.0.1", 0, register_timeout_s=0.2) as srv:
+        alice = Identity.generate(random.Random(1))
+        registered = await open_registered(srv, alice)
+        idle, _ = await open_raw(srv)  # its deadline falls after alice's
+        try:
+            frame = await recv_json(idle)
+            assert (frame["type"], frame["code"]) == ("error", "not_registered")
+            with pytest.raises(ConnectionClosed) as info:
+                await recv_json(idle)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1008
+            # The registered connection outlived its own deadline and still works.
+            await registered.send(json.dumps({"type": "peers", "rid": 1}))
+            assert await recv_json(registered) == {"type": "peers", "rid": 1, "peers": []}
+            assert srv.connection_count == 1
+        finally:
+            await idle.close()
+            await registered.close()
