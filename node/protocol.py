@@ -683,7 +683,8 @@ class DhtProtocol:
             else:
                 req = FindNode(rid, NodeId(op.target))
             self._request(c.id, req, op.op_id, now, via=c.via)
-        if it.finished:
+        # After a value was found, answers still in flight may improve it (GET_GRACE_S timer).
+        if it.finished and (op.best_from is None or it.in_flight == 0):
             self._finish_lookup(op, now)
 
     def _lookup_response(self, op: _LookupOp, peer: NodeId, msg: Message, now: float) -> None:
