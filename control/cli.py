@@ -319,6 +319,11 @@ def cmd_connect(opts: Options, node_id: NodeIdArg) -> None:
     _show(opts, "connect", _call(opts, "connect", node_id=_node_id_arg(node_id)))
 
 
+@_command(app, "disconnect", COMMANDS["disconnect"].help)
+def cmd_disconnect(opts: Options, node_id: NodeIdArg) -> None:
+    _show(opts, "disconnect", _call(opts, "disconnect", node_id=_node_id_arg(node_id)))
+
+
 @_command(app, "store", COMMANDS["store"].help + " (VALUE is stored as UTF-8)")
 def cmd_store(
     opts: Options,

@@ -174,6 +174,11 @@ _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "ping": lambda r: f"pong from {r.get('id')} in {_cell(r.get('rtt_ms'))} ms",
     "find": _find,
     "connect": lambda r: f"connected to {r.get('id')} in {_cell(r.get('duration_ms'))} ms",
+    "disconnect": lambda r: (
+        f"disconnected from {r.get('id')}"
+        if r.get("disconnected")
+        else f"not connected to {r.get('id')}"
+    ),
     "store": _store,
     "get": lambda r: value_text(r.get("value", b"")),
     "announce": _announce,

@@ -104,7 +104,8 @@ COMMAND_LIST: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("dump", "the whole routing table, bucket by bucket"),
     CommandSpec("ping", "ping a node (connecting to it if needed)", (_NODE_ID,)),
     CommandSpec("find", "iterative FIND_NODE lookup of a node id", (_NODE_ID,)),
-    CommandSpec("connect", "open a connection to a node through signaling", (_NODE_ID,)),
+    CommandSpec("connect", "open a connection to a node (DHT relay or signaling)", (_NODE_ID,)),
+    CommandSpec("disconnect", "close the connection to a node", (_NODE_ID,)),
     CommandSpec(
         "store",
         "store a value under a key on the k closest nodes",

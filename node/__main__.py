@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-connections", type=_positive_int, default=env("DHT_MAX_CONNECTIONS", "64")
     )
+    p.add_argument(
+        "--bootstrap-peers",
+        type=_positive_int,
+        default=env("DHT_BOOTSTRAP_PEERS", "8"),
+        help="how many peers from the signaling server to dial when joining",
+    )
     p.add_argument("--stats-interval", type=_positive_float, default=env("DHT_STATS_INTERVAL", "5"))
     p.add_argument(
         "--log-level",
@@ -98,6 +104,7 @@ async def _run(args: argparse.Namespace) -> int:
             events_endpoint=args.events,
             max_connections=args.max_connections,
             stats_interval_s=args.stats_interval,
+            bootstrap_peers=args.bootstrap_peers,
         ),
     )
     loop = asyncio.get_running_loop()

@@ -461,7 +461,7 @@ class NodeRuntime:
             async with asyncio.timeout(self.settings.dial_timeout_s):
                 ok = await self._dial_inner(dial)
         except TimeoutError:
-            ok = dial.superseded and await self._wait_superseded(dial)
+            ok = peer in self._peers
         except (TransportError, OSError) as exc:
             log.debug("dial %s failed: %s", peer.hex()[:8], exc)
         finally:
@@ -479,12 +479,12 @@ class NodeRuntime:
             self.rstats.dials_failed += 1
             self._unreachable(peer)
 
-    async def _wait_superseded(self, dial: _Dial) -> bool:
-        return dial.peer in self._peers
-
     async def _dial_inner(self, dial: _Dial) -> bool:
         peer = dial.peer
         pending = await self.transport.create_offer()
+        if dial.superseded:  # glare lost while gathering: the peer's offer is being answered
+            pending.cancel()
+            return await dial.done
         try:
             cid = secrets.token_hex(8)
             assert self._loop is not None
@@ -497,21 +497,13 @@ class NodeRuntime:
             answer = await dial.answer
             if dial.superseded:
                 pending.cancel()
-                return await self._await_peer(peer)
+                return await dial.done
             await pending.accept_answer(answer)
             link = await pending.wait_open(self.settings.dial_timeout_s)
         except BaseException:
             pending.cancel()
             raise
         return await self._handshake(link, peer, cid)
-
-    async def _await_peer(self, peer: NodeId) -> bool:
-        while peer not in self._peers:
-            d = self._dials.get(peer)
-            if d is None:
-                return peer in self._peers
-            await asyncio.sleep(0.01)
-        return True
 
     async def _send_sdp(
         self, peer: NodeId, kind: str, cid: str, sdp: str, via: NodeId | None
@@ -525,6 +517,7 @@ class NodeRuntime:
                 use_bin_type=True,
             )
             if self.proto.send_signal(peer, payload, self.now, via):
+                log.debug("%s to %s relayed over the DHT (cid %s)", kind, peer.hex()[:8], cid)
                 self.rstats.signals_relayed_out += 1
                 sent = True
                 self._pump()
@@ -549,6 +542,7 @@ class NodeRuntime:
         except Exception as exc:  # a relayed payload is untrusted input
             log.debug("dropping a bad relayed signal from %s: %s", source.hex()[:8], exc)
             return
+        log.debug("relayed %s from %s (cid %s)", kind, source.hex()[:8], cid)
         if kind == "offer":
             self._spawn(self._on_offer(source, cid, sdp, relayed=True))
         elif kind == "answer":
@@ -568,8 +562,9 @@ class NodeRuntime:
             return
         self._seen_cids.append(cid)
         ours = self._dials.get(sender)
-        if ours is not None and ours.cid is not None and self.node_id < sender:
-            return  # glare: our offer wins, the peer will answer it
+        if ours is not None and self.node_id < sender and not ours.superseded:
+            log.debug("glare with %s: our offer wins", sender.hex()[:8])
+            return  # glare: our offer (sent or about to be) wins, the peer answers it
         if ours is not None:
             ours.superseded = True
             if ours.answer is not None and not ours.answer.done():
@@ -866,6 +861,13 @@ class NodeRuntime:
             "connected": True,
             "duration_ms": round((self.now - started) * 1000, 3),
         }
+
+    async def disconnect(self, *, node_id: str) -> dict[str, Any]:
+        peer = self._parse_node(node_id)
+        p = self._peers.get(peer)
+        if p is not None:
+            self._link_closed(peer, p.link, "closed by request")
+        return {"id": peer.hex(), "disconnected": p is not None}
 
     async def store(self, *, key: str, value: bytes) -> dict[str, Any]:
         if len(value) > self.config.max_record_data_bytes:
