@@ -94,7 +94,7 @@ from node.routing import RoutingTable
 from node.storage import ProviderStore, PutResult, RecordStore
 
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
-STORE_GRACE_S = 0.25  # after quorum: how long to wait for the remaining acks
+STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 REPAIR_BATCH = 64  # records checked per repair tick
 REPAIR_TICK_S = 1.0
 REFRESH_CHECK_S = 30.0
@@ -150,7 +150,6 @@ class _WriteOp(_Op):
     answered: int = 0
     quorum: int = 0
     reasons: list[str] = field(default_factory=list)
-    grace_deadline: float | None = None
     done: bool = False
 
 
@@ -825,9 +824,10 @@ class DhtProtocol:
             return
         if op.answered >= len(op.targets):
             self._finish_write(op, now)
-        elif op.acks >= op.quorum and op.grace_deadline is None:
-            op.grace_deadline = now + STORE_GRACE_S
-            self._arm(op.grace_deadline, 1, op.op_id)
+        elif op.acks >= op.quorum:
+            # Quorum reached: the write is durable enough to report; later acks still land on
+            # the replicas (they are counted in stats, not waited for).
+            self._finish_write(op, now)
 
     def _finish_write(self, op: _WriteOp, now: float) -> None:
         if op.done:

@@ -182,7 +182,11 @@ def test_store_quorum_on_tiny_networks() -> None:
         assert res.attempts == targets
         assert res.quorum == min(net.config.quorum_w, -(-targets // 2)) == quorum
         assert res.ok
-        assert res.acks == targets
+        # The store reports as soon as the quorum acknowledged; the other replicas still land.
+        assert quorum <= res.acks <= targets
+        net.run_until(net.now + 1.0)
+        holders = [p for p in net.nodes if p.records.get(key_id("k"), net.now) is not None]
+        assert len(holders) == n if n <= net.config.k else len(holders) >= targets
 
 
 def test_store_fails_without_quorum_and_says_so() -> None:
