@@ -57,7 +57,9 @@ def test_five_node_network_stores_and_gets(sim_seed: int) -> None:
     assert res.ok
     assert res.attempts == 4
     assert res.quorum == 2
-    assert res.acks == 4
+    assert res.acks >= 2  # reported at quorum; the remaining replicas still land
+    c.run_for(1.0)
+    assert all(n.proto.records.get(key_id("small"), c.sched.now) == res.record for n in c.alive())
     got = get(c, e, "small")
     assert got.record == res.record
 
