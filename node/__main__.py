@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("DHT_BOOTSTRAP_PEERS", "8"),
         help="how many peers from the signaling server to dial when joining",
     )
+    p.add_argument(
+        "--discovery-interval",
+        type=_positive_float,
+        default=env("DHT_DISCOVERY_INTERVAL", "15"),
+        help="seconds between re-lookups of a joined topic (continuous discovery)",
+    )
     p.add_argument("--stats-interval", type=_positive_float, default=env("DHT_STATS_INTERVAL", "5"))
     p.add_argument(
         "--log-level",
@@ -97,7 +103,7 @@ async def _run(args: argparse.Namespace) -> int:
     runtime = NodeRuntime(
         identity,
         transport,
-        Config(k=args.k, alpha=args.alpha),
+        Config(k=args.k, alpha=args.alpha, discovery_interval_s=args.discovery_interval),
         NodeSettings(
             signaling_url=signaling,
             control_endpoint=args.control,
