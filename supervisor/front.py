@@ -128,8 +128,14 @@ class FrontServer:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES + 4096)
-        sock.bind(self._endpoint)
+        # Oversized frames up to 4x the limit get a too_large reply; beyond that ZeroMQ drops the
+        # connection without reading the frame (memory safety).
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * MAX_REQUEST_BYTES)
+        try:
+            sock.bind(self._endpoint)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
         self._sock = sock
 
     async def serve(self) -> None:

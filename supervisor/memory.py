@@ -348,13 +348,18 @@ class FakeNodeServer:
             await asyncio.sleep(self.stats_interval_s)
             self.publish_event("node.stats", self.api.stats())
 
+    def close_now(self) -> None:
+        """Release the endpoints at once (from synchronous callbacks)."""
+        for task in self._tasks:
+            task.cancel()
+        self.ctx.destroy(linger=0)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.front.close()
-        self.pub.close(linger=0)
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
 
 
 def _fake_node_id(data_dir: str | None) -> str:

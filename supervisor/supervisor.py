@@ -348,7 +348,7 @@ class Supervisor:
         self.metrics.close()
         self._status = "stopped"
         self.save()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
 
     # -- supervision ---------------------------------------------------------------------------
 
