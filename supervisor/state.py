@@ -72,6 +72,9 @@ class ClusterState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["nodes"] = [asdict(n) for n in self.nodes]
+        # The names dhtctl (control/cli.py) reads.
+        data["front_endpoint"] = self.front
+        data["event_endpoint"] = self.events
         return data
 
     @classmethod

@@ -1,0 +1,176 @@
+"""The full scenario with real nodes on the process backend (25 peers; slow).
+
+Runs ``orchestrate.py all --peers 25 --backend process`` with an isolated state dir and free
+ports, then drives the cluster through the Python API and ``dhtctl`` like a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor.cluster import Cluster
+from supervisor.state import load_state, pid_alive
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PEERS = 25
+CLUSTER = "e2e"
+SEED = int(os.environ.get("E2E_SEED", str(random.randrange(1 << 30))))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("state")
+    environ = {
+        **os.environ,
+        "DHT_STATE_DIR": str(state),
+        "DHT_FRONT_PORT": "0",
+        "DHT_EVENTS_PORT": "0",
+        "DHT_METRICS_PORT": "0",
+        "DHT_SIGNALING_PORT": "0",
+        "DHTCTL_CLUSTER": CLUSTER,
+    }
+    environ.pop("DHT_NODE_COMMAND", None)
+    environ.pop("DHT_SIGNALING_COMMAND", None)
+    up = subprocess.run(
+        [
+            sys.executable,
+            "orchestrate.py",
+            "all",
+            "--peers",
+            str(PEERS),
+            "--backend",
+            "process",
+            "--cluster",
+            CLUSTER,
+            "--timeout",
+            "240",
+        ],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, f"up failed:\n{up.stdout}\n{up.stderr}"
+        yield environ
+    finally:
+        subprocess.run(
+            [sys.executable, "orchestrate.py", "down", "--cluster", CLUSTER],
+            cwd=REPO,
+            env=environ,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(env: dict[str, str]) -> Iterator[Cluster]:
+    c = Cluster.attach(CLUSTER, state_dir=env["DHT_STATE_DIR"])
+    yield c
+    c.close()
+
+
+def dhtctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "control", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_scenario(env: dict[str, str], cluster: Cluster) -> None:
+    print(f"seed {SEED}")
+    rng = random.Random(SEED)
+    keys = {f"key-{i}": rng.randbytes(32) for i in range(100)}
+    for key, value in keys.items():
+        cluster.node(rng.randint(1, PEERS)).store(key, value)
+    misses = [k for k, v in keys.items() if cluster.node(rng.randint(1, PEERS)).get(k).value != v]
+    assert misses == []
+
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "control", "watch", "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let the SUB connect before the store
+        stored = dhtctl(env, "--node", "7", "store", "k", "v")
+        assert stored.returncode == 0, stored.stderr
+        got = dhtctl(env, "--node", "3", "get", "k")
+        assert got.returncode == 0, got.stderr
+        assert "v" in got.stdout
+        deadline = time.monotonic() + 30
+        seen = False
+        assert watch.stdout is not None
+        while time.monotonic() < deadline and not seen:
+            line = watch.stdout.readline()
+            if not line:
+                break
+            event = json.loads(line)
+            payload = event.get("payload", {})
+            seen = event.get("topic") == "record.stored" and payload.get("index") == 7
+        assert seen, "dhtctl watch did not show record.stored from node 7"
+    finally:
+        watch.send_signal(signal.SIGINT)
+        try:
+            watch.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.wait()
+
+    state = cluster.state
+    victims = rng.sample(range(1, PEERS + 1), 5)
+    before = {i: (state.node(i).ref, state.node(i).restarts) for i in victims}  # type: ignore[union-attr]
+    since = cluster.event_count()
+    for i in victims:
+        os.kill(int(before[i][0]), signal.SIGKILL)  # type: ignore[arg-type]
+    for i in victims:
+        cluster.wait_restarted(i, timeout_s=120, since=since)
+    after = cluster.state
+    for i in victims:
+        record = after.node(i)
+        assert record is not None
+        assert record.ref != before[i][0]
+        assert record.restarts == before[i][1] + 1
+    misses = [k for k, v in keys.items() if cluster.node(rng.randint(1, PEERS)).get(k).value != v]
+    assert misses == []
+
+
+def test_down_leaves_nothing(env: dict[str, str], cluster: Cluster) -> None:
+    state = load_state(CLUSTER, Path(env["DHT_STATE_DIR"]))
+    assert state is not None
+    pids = [int(n.ref) for n in state.nodes if n.ref]
+    pids += [p for p in (state.supervisor_pid, int(state.signaling_ref or 0)) if p]
+    down = subprocess.run(
+        [sys.executable, "orchestrate.py", "down", "--cluster", CLUSTER],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert down.returncode == 0, down.stderr
+    assert [p for p in pids if pid_alive(p)] == []
