@@ -133,8 +133,10 @@ class LookupIter:
             return False
         c.state = PeerState.SUCCEEDED
         self._in_flight -= 1
+        known = self._peers
         for p in closer:
-            self._add(p, c.depth + 1, peer)
+            if p not in known:  # most answers repeat known peers: skip the call
+                self._add(p, c.depth + 1, peer)
         return True
 
     def on_failure(self, peer: NodeId) -> bool:

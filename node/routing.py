@@ -48,6 +48,7 @@ class RoutingTable:
         self.k = k
         self._own_int = as_int(own_id)
         self._buckets: dict[int, Bucket] = {}
+        self._index: dict[NodeId, Contact] = {}  # every contact of every bucket, for O(1) lookups
         self._created = now
         self._size = 0
 
@@ -57,19 +58,10 @@ class RoutingTable:
         return self._size
 
     def __contains__(self, node_id: object) -> bool:
-        if not isinstance(node_id, bytes) or node_id == self.own_id or len(node_id) != 32:
-            return False
-        b = self._buckets.get(bucket_index(self.own_id, node_id))
-        return b is not None and b.find(NodeId(node_id)) >= 0
+        return isinstance(node_id, bytes) and node_id in self._index
 
     def contact(self, node_id: NodeId) -> Contact | None:
-        if node_id == self.own_id:
-            return None
-        b = self._buckets.get(bucket_index(self.own_id, node_id))
-        if b is None:
-            return None
-        i = b.find(node_id)
-        return b.contacts[i] if i >= 0 else None
+        return self._index.get(node_id)
 
     def contacts(self) -> Iterator[Contact]:
         for index in sorted(self._buckets):
@@ -131,15 +123,16 @@ class RoutingTable:
         b = self._buckets.get(index)
         if b is None:
             b = self._buckets[index] = Bucket([], [], now)
-        i = b.find(node_id)
-        if i >= 0:
-            c = b.contacts.pop(i)
+        c = self._index.get(node_id)
+        if c is not None:
+            b.contacts.remove(c)
             c.last_seen = now
             c.failures = 0
             b.contacts.append(c)
             return None
         if len(b.contacts) < self.k:
-            b.contacts.append(Contact(node_id, now))
+            b.contacts.append(c := Contact(node_id, now))
+            self._index[node_id] = c
             self._size += 1
             if node_id in b.replacements:
                 b.replacements.remove(node_id)
@@ -184,9 +177,11 @@ class RoutingTable:
         if i < 0:
             return False
         del b.contacts[i]
+        del self._index[node_id]
         self._size -= 1
         if b.replacements:
             promoted = b.replacements.pop(0)
-            b.contacts.append(Contact(promoted, b.last_touched))
+            b.contacts.append(c := Contact(promoted, b.last_touched))
+            self._index[promoted] = c
             self._size += 1
         return True
