@@ -19,6 +19,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,13 +30,15 @@ import pytest
 
 from supervisor.containers import LABEL_CLUSTER, LABEL_INDEX, LABEL_ROLE, engine_available
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]  # cold build + up
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS = 10
 KEYS = 100
 UP_TIMEOUT_S = 240
 CMD_TIMEOUT_S = 60
+WATCH_TIMEOUT_S = 60.0
+WATCH_RESTORE_S = 5.0
 FREE_PORTS = ["--front-port", "0", "--events-port", "0", "--metrics-port", "0"]
 FREE_PORTS += ["--signaling-port", "0"]
 
@@ -84,9 +87,9 @@ def labelled(cluster: str) -> dict[str, list[str]]:
     try:
         selector = {"label": f"{LABEL_CLUSTER}={cluster}"}
         return {
-            "containers": [c.id for c in client.containers.list(all=True, filters=selector)],
-            "volumes": [v.name for v in client.volumes.list(filters=selector)],
-            "networks": [n.id for n in client.networks.list(filters=selector)],
+            "containers": sorted(c.id for c in client.containers.list(all=True, filters=selector)),
+            "volumes": sorted(v.name for v in client.volumes.list(filters=selector)),
+            "networks": sorted(n.id for n in client.networks.list(filters=selector)),
         }
     finally:
         client.close()
@@ -209,20 +212,26 @@ def test_dhtctl_watch_json_sees_events_from_containers(
     key = f"watched-{uuid.uuid4().hex}"
     try:
         seen: list[dict[str, Any]] = []
-        for _ in range(20):  # the SUB socket may join late: store again until seen
-            attached.node(4).store(key, b"watched value")
+        matching: list[dict[str, Any]] = []
+        deadline = time.monotonic() + WATCH_TIMEOUT_S
+        next_store = 0.0
+        while not matching and time.monotonic() < deadline:
+            if time.monotonic() >= next_store:  # again, in case the SUB socket joined late
+                key_id = attached.node(4).store(key, b"watched value")["key_id"]
+                next_store = time.monotonic() + WATCH_RESTORE_S
             try:
-                while True:
-                    event = json.loads(lines.get(timeout=3))
-                    seen.append(event)
-                    if key in json.dumps(event) and "record.stored" in json.dumps(event):
-                        break
+                event = json.loads(lines.get(timeout=1.0))
             except queue.Empty:
                 continue
-            break
-        matching = [e for e in seen if key in json.dumps(e) and "record.stored" in json.dumps(e)]
-        assert matching, f"no record.stored event for {key}; saw {seen[-5:]}"
-        assert all(isinstance(e, dict) for e in seen)
+            assert isinstance(event, dict), event
+            seen.append(event)
+            text = json.dumps(event)
+            if "record.stored" in text and key_id in text:
+                matching.append(event)
+        if not matching:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"no record.stored event for {key}; saw {seen[-5:]}; stderr: {err[-2000:]}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
