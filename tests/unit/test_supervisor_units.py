@@ -1,0 +1,127 @@
+"""Pure pieces of the supervisor: state file round trip, formation rule, envelopes, ports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from control.codec import pack
+from supervisor.cluster import formation, status_table
+from supervisor.errors import StateError
+from supervisor.front import RequestError, parse_request, split_envelope
+from supervisor.ports import pick_port, port_is_free
+from supervisor.spec import Backend, SupervisorConfig, formed_threshold, node_spec
+from supervisor.state import ClusterState, NodeRecord, load_state, save_state, state_path
+
+
+def test_state_round_trip_and_dhtctl_names(tmp_path: Path) -> None:
+    state = ClusterState(
+        cluster="c1",
+        backend="process",
+        supervisor_pid=42,
+        front="tcp://127.0.0.1:1",
+        events="tcp://127.0.0.1:2",
+        metrics="http://127.0.0.1:3/metrics",
+        signaling="ws://127.0.0.1:4",
+        nodes=(
+            NodeRecord(
+                index=1,
+                control="tcp://127.0.0.1:5",
+                events="tcp://127.0.0.1:6",
+                id="ab" * 32,
+                ref="99",
+                restarts=2,
+            ),
+        ),
+    )
+    save_state(state, tmp_path)
+    assert load_state("c1", tmp_path) == state
+    raw = json.loads(state_path("c1", tmp_path).read_text())
+    assert (raw["front_endpoint"], raw["event_endpoint"]) == (state.front, state.events)
+    assert load_state("absent", tmp_path) is None
+
+
+def test_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:
+    path = state_path("bad", tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(StateError, match="not valid JSON"):
+        load_state("bad", tmp_path)
+
+
+@pytest.mark.parametrize(("peers", "threshold"), [(1, 0), (2, 1), (5, 4), (9, 8), (25, 8)])
+def test_formed_threshold(peers: int, threshold: int) -> None:
+    assert formed_threshold(peers) == threshold
+
+
+def test_formation_counts_only_up_nodes_at_threshold() -> None:
+    status = {
+        "nodes": [
+            {"index": 1, "health": "up", "rt": 8},
+            {"index": 2, "health": "up", "rt": 7},
+            {"index": 3, "health": "starting", "rt": None},
+            {"index": 4, "health": "up", "rt": 12},
+        ]
+    }
+    assert formation(status, 25) == (2, 8)
+    table = status_table(status)
+    assert table.splitlines()[0].split() == [
+        "node",
+        "id",
+        "control",
+        "peers",
+        "rt",
+        "restarts",
+        "health",
+    ]
+
+
+def test_parse_request_accepts_node_selector_and_rejects_garbage() -> None:
+    req = parse_request(pack({"v": 1, "id": "x", "cmd": "get", "args": {"key": "k"}, "node": 3}))
+    assert (req.id, req.cmd, dict(req.args), req.node) == ("x", "get", {"key": "k"}, 3)
+    with pytest.raises(RequestError) as err:
+        parse_request(pack({"v": 1, "id": 5, "cmd": ""}))
+    assert (err.value.code, err.value.req_id) == ("bad_request", 5)
+
+
+def test_split_envelope_req_and_dealer() -> None:
+    assert split_envelope([b"id", b"", b"body"]) == ([b"id", b""], [b"body"])
+    assert split_envelope([b"id", b"body"]) == ([b"id"], [b"body"])
+
+
+def test_pick_port_never_repeats_and_skips_taken() -> None:
+    taken: set[int] = set()
+    ports = [pick_port(0, taken) for _ in range(5)]
+    assert len(set(ports)) == 5
+    again = pick_port(ports[0], taken)  # already handed out: a different one
+    assert again not in ports
+    assert not port_is_free(0)
+
+
+def test_node_spec_command_line(tmp_path: Path) -> None:
+    cfg = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path, node_args=("--k", "8"))
+    spec = node_spec(cfg, 2, "ws://127.0.0.1:3000", "tcp://127.0.0.1:7", "tcp://127.0.0.1:8")
+    assert list(spec.argv) == [
+        "python",
+        "-m",
+        "node",
+        "--signaling",
+        "ws://127.0.0.1:3000",
+        "--data-dir",
+        str(tmp_path / "c" / "nodes" / "2"),
+        "--control",
+        "tcp://127.0.0.1:7",
+        "--events",
+        "tcp://127.0.0.1:8",
+        "--ice-address",
+        "127.0.0.1",
+        "--k",
+        "8",
+    ]
+    docker = node_spec(SupervisorConfig("c", 3, Backend.DOCKER, tmp_path), 2, "ws://x", "a", "b")
+    assert (docker.data_dir, docker.argv[docker.argv.index("--data-dir") + 1]) == (
+        "dht-c-2",
+        "/data",
+    )
