@@ -74,7 +74,9 @@ class Launcher(Protocol):
         """SIGKILL now (tests use it to simulate a crash)."""
         ...
 
-    def logs(self, handle: MemberHandle, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
+    def logs(
+        self, handle: MemberHandle, follow: bool = False, tail: int | None = None
+    ) -> Iterator[str]: ...
 
     def find(self, cluster: str) -> list[MemberHandle]:
         """Every member of ``cluster`` this backend still has (running or not)."""
