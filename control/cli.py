@@ -143,16 +143,42 @@ _COMMON: Final = [
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def _global_options(ctx: typer.Context) -> dict[str, Any]:
+    """The common options given before the command name (stored by ``_app_callback``)."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, dict) else {}
+
+
+def _app_callback(ctx: typer.Context, **kwargs: Any) -> None:
+    ctx.obj = {k: v for k, v in kwargs.items() if v != _DEFAULTS[k]}
+
+
+_DEFAULTS: Final = {p.name: p.default for p in _COMMON}
+_app_callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_P("ctx", _P.POSITIONAL_OR_KEYWORD, annotation=typer.Context), *_COMMON]
+)
+_app_callback.__annotations__ = {"ctx": typer.Context, **{p.name: p.annotation for p in _COMMON}}
+app.callback()(_app_callback)
+
+
 def _command(target: typer.Typer, name: str, help_text: str) -> Callable[[F], F]:
     """Register ``fn(opts, ...)`` with the common options appended to its own parameters."""
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "opts"]
-        params = own + _COMMON
+        ctx_param = _P("ctx", _P.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        params = [ctx_param, *own, *_COMMON]
 
-        def callback(**kwargs: Any) -> None:
-            opts = Options(**{p.name: kwargs.pop(p.name) for p in _COMMON})
+        def callback(ctx: typer.Context, **kwargs: Any) -> None:
+            given = _global_options(ctx)
+            common = {}
+            for p in _COMMON:
+                value = kwargs.pop(p.name)
+                # An option after the command wins; one before it (``dhtctl --node 7 get k``)
+                # fills in what the command line after the command left at its default.
+                common[p.name] = value if value != p.default else given.get(p.name, value)
+            opts = Options(**common)
             _run(opts, lambda: fn(opts, **kwargs))
 
         callback.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

@@ -183,7 +183,7 @@ def test_100_keys_stored_through_random_nodes_are_read_from_others(attached: Any
 
 def test_dhtctl_store_on_node_7_get_on_node_3(env: Env, cluster: str) -> None:
     value = f"hello from 7 {uuid.uuid4().hex}"
-    stored = env.dhtctl("store", "--cluster", cluster, "--node", "7", "greeting", value)
+    stored = env.dhtctl("--cluster", cluster, "--node", "7", "store", "greeting", value)
     assert stored.returncode == 0, stored.stderr
     got = env.dhtctl("get", "--cluster", cluster, "--node", "3", "greeting")
     assert got.returncode == 0, got.stderr

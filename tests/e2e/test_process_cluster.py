@@ -116,9 +116,9 @@ def test_scenario(env: dict[str, str], cluster: Cluster) -> None:
     )
     try:
         time.sleep(1.0)  # let the SUB connect before the store
-        stored = dhtctl(env, "store", "--node", "7", "k", "v")
+        stored = dhtctl(env, "--node", "7", "store", "k", "v")  # the spelling
         assert stored.returncode == 0, stored.stderr
-        got = dhtctl(env, "get", "--node", "3", "k")
+        got = dhtctl(env, "get", "k", "--node", "3")  # options after the arguments work too
         assert got.returncode == 0, got.stderr
         assert "v" in got.stdout
         deadline = time.monotonic() + 30
