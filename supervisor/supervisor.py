@@ -98,6 +98,8 @@ class Member:
     restart_due: float | None = None
     last_exit_code: int | None = None
     announced_up: bool = False
+    engine_restarts_now: int = 0  # the backend's own restart count (Docker RestartCount)
+    engine_restarts_seen: int = 0
 
     @property
     def index(self) -> int:
@@ -287,6 +289,7 @@ class Supervisor:
         member.started_at = time.monotonic()
         try:
             member.handle = await self._call(self.launcher.start, member.spec)
+            member.engine_restarts_now = member.engine_restarts_seen = 0  # a new container
         except Exception as exc:
             # Treated like a crash: the monitor retries with backoff.
             log.error("cannot start %s %d: %s", member.role, member.index, exc)
@@ -354,10 +357,15 @@ class Supervisor:
 
     def _poll_states(self, members: list[Member]) -> list[tuple[MemberState, int | None]]:
         out = []
+        engine_restarts = getattr(self.launcher, "restart_count", None)
         for member in members:
             assert member.handle is not None
             st = self.launcher.state(member.handle)
             code = self.launcher.exit_code(member.handle) if st is not MemberState.RUNNING else None
+            if engine_restarts is not None and st is MemberState.RUNNING:
+                # Docker restarts a crashed container itself (restart policy on-failure): count
+                # those restarts too, so `status` shows every crash.
+                member.engine_restarts_now = int(engine_restarts(member.handle) or 0)
             out.append((st, code))
         return out
 
@@ -378,6 +386,14 @@ class Supervisor:
         ]
         states = await self._call(self._poll_states, watched) if watched else []
         for member, (st, code) in zip(watched, states, strict=True):
+            if member.engine_restarts_now > member.engine_restarts_seen:
+                member.restarts += member.engine_restarts_now - member.engine_restarts_seen
+                member.engine_restarts_seen = member.engine_restarts_now
+                self._publish_own(
+                    "cluster.node_restarted", member, exit_code=None, restarts=member.restarts
+                )
+                self._update_metrics()
+                self.save()
             if st is MemberState.RUNNING or member.stopping:
                 continue
             member.health = Health.DOWN
