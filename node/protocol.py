@@ -233,6 +233,7 @@ class DhtProtocol:
         self._refresh_running = False
         self._repair: _RepairRound | None = None
         self._refresh_ops: set[int] = set()
+        self._join_ops: set[int] = set()
         self._discovery_ops: dict[int, bytes] = {}
         self._next_liveness = now + config.liveness_tick_s
         self._next_refresh_check = now + REFRESH_CHECK_S
@@ -534,6 +535,13 @@ class DhtProtocol:
 
     def _complete(self, op: _Op, result: OpResult, now: float) -> None:
         self._ops.pop(op.op_id, None)
+        if op.op_id in self._join_ops:
+            # The self-lookup filled the near buckets: now refresh every bucket farther than
+            # the closest neighbour (they are known only once the lookup is done).
+            self._join_ops.discard(op.op_id)
+            deepest = self.table.deepest_bucket()
+            queued = [i for i in range(deepest) if i not in self._refresh_queue]
+            self._refresh_queue.extend(queued)
         if op.op_id in self._refresh_ops:
             self._refresh_ops.discard(op.op_id)
             self._refresh_running = False
@@ -631,8 +639,7 @@ class DhtProtocol:
     def join(self, now: float) -> int:
         """Look up our own ID, then refresh every bucket farther than our closest neighbour."""
         op = self._start_lookup("find_node", self.id, now)
-        deepest = self.table.deepest_bucket()
-        self._refresh_queue.extend(i for i in range(deepest) if i not in self._refresh_queue)
+        self._join_ops.add(op.op_id)
         return op.op_id
 
     def send_signal(
