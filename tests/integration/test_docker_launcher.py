@@ -8,7 +8,6 @@ Skips when no engine answers, except under ``CI=true``, where a missing engine i
 from __future__ import annotations
 
 import os
-import queue
 import socket
 import sys
 import threading
@@ -105,21 +104,18 @@ def signaling(cluster: str, port: int) -> MemberSpec:
 
 
 def wait_line(launcher: DockerLauncher, handle: MemberHandle, needle: str) -> str:
-    """The first log line containing ``needle`` (follows the log; fails after WAIT_S)."""
-    found: queue.Queue[str] = queue.Queue()
+    """The first log line containing ``needle``; fails after WAIT_S.
 
-    def reader() -> None:
-        for line in launcher.logs(handle, follow=True):
+    The log is re-read rather than followed: a follow stream attached while the engine is
+    restarting the container ends at once, before the new run writes anything."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        for line in launcher.logs(handle):
             if needle in line:
-                found.put(line)
-                return
-
-    threading.Thread(target=reader, daemon=True).start()
-    try:
-        return found.get(timeout=WAIT_S)
-    except queue.Empty:
-        tail = "\n".join(launcher.logs(handle, tail=20))
-        pytest.fail(f"{needle!r} never appeared in the logs of {handle}:\n{tail}")
+                return line
+        time.sleep(0.2)
+    tail = "\n".join(launcher.logs(handle, tail=20))
+    pytest.fail(f"{needle!r} never appeared in the logs of {handle}:\n{tail}")
 
 
 def wait_exited(launcher: DockerLauncher, handle: MemberHandle) -> int:
