@@ -322,8 +322,8 @@ async def test_memory_stalled_receiver_backs_up_sender_then_recovers() -> None:
 
 
 def test_parse_ice_server_urls() -> None:
-    stun = parse_ice_server("stun:stun.example.org:3478")
-    assert (stun.urls, stun.username, stun.credential) == ("stun:stun.example.org:3478", None, None)
+    stun = parse_ice_server("stun:127.0.0.1:3478")
+    assert (stun.urls, stun.username, stun.credential) == ("stun:127.0.0.1:3478", None, None)
     turn = parse_ice_server("turn:alice:s%40cret@turn.example.org:3478?transport=udp")
     assert turn.urls == "turn:turn.example.org:3478?transport=udp"
     assert (turn.username, turn.credential) == ("alice", "s@cret")
