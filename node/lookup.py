@@ -7,6 +7,10 @@ asks ``next_peer()`` for whom to contact, reports ``on_success(peer, closer)`` o
 
 Rules:
 - At most ``alpha`` requests in flight; a new one may start as soon as any returns (no rounds).
+  When ``alpha`` answers in a row brought no progress (no new closest peer, and the candidate
+  set already holds ``k`` peers) the lookup is *stalled* and may have up to ``k`` requests in
+  flight, to finish asking the remaining closest peers at once (Kademlia §2.3's final round;
+  libp2p's ``State::Stalled``). Progress ends the stall.
 - The own ID is never a candidate.
 - Only peers that could still be among the ``k`` closest are contacted: a candidate farther than
   the ``k``-th closest non-failed peer is never asked.
@@ -60,6 +64,8 @@ class LookupIter:
         self._peers: dict[NodeId, Candidate] = {}
         self._in_flight = 0
         self._finished = False
+        self._no_progress = 0
+        self.stalled = False
         self.contacted = 0
         self.failed = 0
         for p in initial:
@@ -92,7 +98,7 @@ class LookupIter:
 
     def next_peer(self) -> Candidate | None:
         """The next peer to contact (now marked WAITING), or None (wait, or finished)."""
-        if self._finished or self._in_flight >= self.alpha:
+        if self._finished or self._in_flight >= self.capacity:
             return None
         ahead = 0
         for _, pid in self._order:
@@ -108,6 +114,11 @@ class LookupIter:
             if ahead >= self.k:
                 return None
         return None
+
+    @property
+    def capacity(self) -> int:
+        """How many requests may be in flight now."""
+        return max(self.k, self.alpha) if self.stalled else self.alpha
 
     def candidate(self, peer: NodeId) -> Candidate | None:
         return self._peers.get(peer)
@@ -134,9 +145,21 @@ class LookupIter:
         c.state = PeerState.SUCCEEDED
         self._in_flight -= 1
         known = self._peers
+        count = len(known)
+        best = self._order[0][0] if self._order else None
         for p in closer:
             if p not in known:  # most answers repeat known peers: skip the call
                 self._add(p, c.depth + 1, peer)
+        progress = (best is not None and self._order[0][0] < best) or (
+            count < self.k and len(known) > count
+        )
+        if progress:
+            self._no_progress = 0
+            self.stalled = False
+        else:
+            self._no_progress += 1
+            if self._no_progress >= self.alpha:
+                self.stalled = True
         return True
 
     def on_failure(self, peer: NodeId) -> bool:

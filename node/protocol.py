@@ -165,6 +165,9 @@ class _RepairRound:
     checked: int = 0
     restored: int = 0
     outstanding: int = 0
+    # Per key: the next-closest contacts, asked in turn when a closer one does not answer, so
+    # each key is checked on k *live* nodes even when some of the k closest contacts died.
+    spare: dict[bytes, list[NodeId]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -513,7 +516,7 @@ class DhtProtocol:
         self.stats.requests_failed += 1
         op = self._ops.get(p.op_id) if p.op_id is not None else None
         if op is None and isinstance(p.request, HasValue):
-            self._repair_outstanding_done(now)
+            self._repair_failed(p.request, now)
         if isinstance(op, _PingOp):
             self._ping_done(op, False, now)
             return
@@ -944,16 +947,30 @@ class DhtProtocol:
             if entry is None or entry.cached:
                 continue
             rnd.checked += 1
-            for peer in self.table.closest(key, self.config.k, exclude=self.id):
-                r = entry.record
-                rid = self._new_rid()
-                rnd.outstanding += 1
-                self._pending[rid] = _Pending(
-                    peer, (MsgType.HAS_VALUE_ACK,), None, now, HasValue(rid, key, r.ts, r.pub)
-                )
-                self._arm(now + self.config.request_timeout_s, 0, rid)
-                self._send(peer, HasValue(rid, key, r.ts, r.pub))
+            k = self.config.k
+            candidates = self.table.closest(key, 2 * k, exclude=self.id)
+            rnd.spare[key] = candidates[k:]
+            for peer in candidates[:k]:
+                self._repair_ask(rnd, peer, entry.record, now)
         self._repair_outstanding_done(now, 0)
+
+    def _repair_ask(self, rnd: _RepairRound, peer: NodeId, r: Record, now: float) -> None:
+        rid = self._new_rid()
+        rnd.outstanding += 1
+        msg = HasValue(rid, r.key, r.ts, r.pub)
+        self._pending[rid] = _Pending(peer, (MsgType.HAS_VALUE_ACK,), None, now, msg)
+        self._arm(now + self.config.request_timeout_s, 0, rid)
+        self._send(peer, msg)
+
+    def _repair_failed(self, request: HasValue, now: float) -> None:
+        """A replica holder did not answer: ask the next-closest contact instead."""
+        rnd = self._repair
+        entry = self.records.entry(request.key, now)
+        if rnd is not None and entry is not None and not entry.cached:
+            spare = rnd.spare.get(request.key)
+            if spare:
+                self._repair_ask(rnd, spare.pop(0), entry.record, now)
+        self._repair_outstanding_done(now)
 
     def _repair_outstanding_done(self, now: float, answered: int = 1) -> None:
         rnd = self._repair

@@ -163,7 +163,8 @@ def test_random_response_graphs_always_terminate(
             assert c.id not in contacted  # never asks anyone twice
             contacted.add(c.id)
             waiting.append(c.id)
-            assert it.in_flight <= alpha
+            # α while making progress; up to k once stalled (the final round)
+            assert it.in_flight <= (max(k, alpha) if it.stalled else alpha)
         assert waiting, "not finished but nothing in flight"
         p = waiting.pop(rnd.randrange(len(waiting)))
         if p in dead:
@@ -175,3 +176,26 @@ def test_random_response_graphs_always_terminate(
     assert len(result) <= k
     assert all(p not in dead for p in result)
     assert result == by_distance(result, TARGET)
+
+
+def test_stalled_lookup_asks_the_remaining_closest_at_once() -> None:
+    peers = ids(12)
+    it = LookupIter(TARGET, OWN, peers, k=8, alpha=2)
+    order = by_distance(peers, TARGET)
+    first = [it.next_peer() for _ in range(2)]
+    assert [c.id for c in first if c] == order[:2]
+    # Two answers in a row with nothing closer: stalled, so the rest of the k closest go out.
+    assert it.on_success(order[0], [])
+    assert not it.stalled
+    assert it.on_success(order[1], [])
+    assert it.stalled
+    burst = []
+    while (c := it.next_peer()) is not None:
+        burst.append(c.id)
+    assert burst == order[2:8]  # the remaining 6 of the 8 closest, no more
+    assert it.in_flight == 6
+    # A closer peer ends the stall: back to alpha in flight.
+    closer = NodeId(bytes(x ^ y for x, y in zip(TARGET, b"\x00" * 31 + b"\x01", strict=True)))
+    assert it.on_success(order[2], [closer])
+    assert not it.stalled
+    assert it.next_peer() is None  # 5 in flight >= alpha
