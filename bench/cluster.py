@@ -56,10 +56,32 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
+def container_pids(refs: list[str]) -> list[int]:
+    """Host PIDs of containers' main processes (containers share the host PID view as root)."""
+    if not refs:
+        return []
+    import docker
+
+    client = docker.from_env()
+    try:
+        out = []
+        for ref in refs:
+            try:
+                pid = int(client.api.inspect_container(ref)["State"]["Pid"])
+            except docker.errors.DockerException:
+                continue
+            if pid > 0:
+                out.append(pid)
+        return out
+    finally:
+        client.close()
+
+
 def cluster_pids(c: Cluster) -> list[int]:
     state = c.state
-    refs = [n.ref for n in state.nodes] + [state.signaling_ref]
-    pids = [int(r) for r in refs if r and r.isdigit()]
+    refs = [r for r in [n.ref for n in state.nodes] + [state.signaling_ref] if r]
+    pids = [int(r) for r in refs if r.isdigit()]
+    pids += container_pids([r for r in refs if not r.isdigit()])
     if state.supervisor_pid:
         pids.append(state.supervisor_pid)
     return pids
