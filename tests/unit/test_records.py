@@ -196,3 +196,24 @@ def test_provider_bad_meta_and_limits() -> None:
     assert validate_provider(far, NOW_MS) == "timestamp too far in the future"
     short = dataclasses.replace(ok, topic=b"x")
     assert validate_provider(short, NOW_MS) == "malformed topic"
+
+
+def test_signature_cache_never_accepts_a_tampered_copy_of_a_verified_record() -> None:
+    import dataclasses
+
+    from node.identity import Identity
+    from node.records import sign_record, validate_record
+
+    ident = Identity.generate()
+    good = sign_record(ident, b"\x01" * 32, b"honest", 1_000)
+    assert validate_record(good, 2_000) is None
+    assert validate_record(good, 2_000) is None  # now answered from the cache
+    for tampered in (
+        dataclasses.replace(good, data=b"forged"),
+        dataclasses.replace(good, ts=good.ts + 1),
+        dataclasses.replace(good, key=b"\x02" * 32),
+        dataclasses.replace(good, public_key=Identity.generate().public_key),
+    ):
+        assert validate_record(tampered, 2_000) == "bad signature"
+    # The cache does not bypass the other checks either.
+    assert validate_record(good, good.ts - 10 * 60 * 1000) == "timestamp too far in the future"
