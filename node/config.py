@@ -34,6 +34,9 @@ class Config:
     ping_timeout_s: float = 3.0
     liveness_tick_s: float = 1.0
     max_request_failures: int = 2
+    # A full bucket pings its oldest contact before letting a newcomer in, unless that contact
+    # was heard from within this many seconds.
+    bucket_ping_after_s: float = 120.0
 
     max_records: int = 100_000
     max_record_data_bytes: int = MAX_RECORD_DATA_BYTES

@@ -322,7 +322,12 @@ class DhtProtocol:
         if not known and peer in self.table:
             self._events.append(ContactAdded(peer))
         if oldest is not None and oldest not in self._pinging:
-            self._ping(oldest, now, purpose="bucket")
+            # A full bucket: the oldest contact must prove it is alive before a newcomer may
+            # replace it — unless we heard from it recently (BEP 5's "good" node), in which case
+            # the newcomer simply waits in the replacement cache.
+            seen = self.last_heard.get(oldest)
+            if seen is None or now - seen >= self.config.bucket_ping_after_s:
+                self._ping(oldest, now, purpose="bucket")
 
     def _closest_for(self, target: bytes, asker: NodeId) -> tuple[NodeId, ...]:
         return tuple(self.table.closest(target, self.config.k, exclude=asker))
@@ -543,7 +548,11 @@ class DhtProtocol:
             # the closest neighbour (they are known only once the lookup is done).
             self._join_ops.discard(op.op_id)
             deepest = self.table.deepest_bucket()
-            queued = [i for i in range(deepest) if i not in self._refresh_queue]
+            queued = [
+                i
+                for i in range(deepest)
+                if i not in self._refresh_queue and not self.table.bucket_full(i)
+            ]
             self._refresh_queue.extend(queued)
         if op.op_id in self._refresh_ops:
             self._refresh_ops.discard(op.op_id)

@@ -16,17 +16,22 @@ Invariants:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from node.ids import ID_BITS, NodeId, as_int, bucket_index
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table
 class Contact:
     id: NodeId
     last_seen: float
     failures: int = 0
+    n: int = field(init=False)  # the id as an integer, for distance arithmetic
+
+    def __post_init__(self) -> None:
+        self.n = int.from_bytes(self.id, "big")
 
 
 @dataclass(slots=True)
@@ -74,6 +79,10 @@ class RoutingTable:
         b = self._buckets.get(index)
         return b.last_touched if b is not None else self._created
 
+    def bucket_full(self, index: int) -> bool:
+        b = self._buckets.get(index)
+        return b is not None and len(b.contacts) >= self.k
+
     def deepest_bucket(self) -> int:
         """Index of the deepest non-empty bucket, or -1 for an empty table."""
         return max((i for i, b in self._buckets.items() if b.contacts), default=-1)
@@ -87,9 +96,12 @@ class RoutingTable:
         b = ID_BITS - own_dist.bit_length() if own_dist else ID_BITS
         out: list[NodeId] = []
 
-        def take(ids: list[NodeId]) -> bool:
-            ids.sort(key=lambda x: int.from_bytes(x, "big") ^ t)
-            for x in ids:
+        def take(contacts: list[Contact]) -> bool:
+            # (distance, id) pairs sort in C without a key function; distances are unique.
+            pairs = [(c.n ^ t, c.id) for c in contacts]
+            want = n - len(out) + 1  # one spare in case ``exclude`` is among them
+            ordered = heapq.nsmallest(want, pairs) if len(pairs) > 4 * want else sorted(pairs)
+            for _, x in ordered:
                 if x != exclude:
                     out.append(x)
                     if len(out) >= n:
@@ -98,14 +110,14 @@ class RoutingTable:
 
         if b < ID_BITS:
             first = self._buckets.get(b)
-            if first is not None and first.contacts and take([c.id for c in first.contacts]):
+            if first is not None and first.contacts and take(first.contacts):
                 return out
-        deeper = [c.id for j, bk in self._buckets.items() if j > b for c in bk.contacts]
+        deeper = [c for j, bk in self._buckets.items() if j > b for c in bk.contacts]
         if deeper and take(deeper):
             return out
         for j in range(min(b, ID_BITS) - 1, -1, -1):
             bk = self._buckets.get(j)
-            if bk is not None and bk.contacts and take([c.id for c in bk.contacts]):
+            if bk is not None and bk.contacts and take(bk.contacts):
                 return out
         return out
 
