@@ -100,6 +100,7 @@ REPAIR_TICK_S = 1.0
 REFRESH_CHECK_S = 30.0
 SIGNAL_DEDUP_MAX = 4096
 LATENCY_SAMPLES = 1000
+RTT_EWMA_WEIGHT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ class DhtProtocol:
         self.stats = Stats()
         self.connected: set[NodeId] = set()
         self.last_heard: dict[NodeId, float] = {}
+        self.peer_rtt: dict[NodeId, float] = {}  # smoothed request → response time, seconds
         self.malformed_by_peer: Counter[NodeId] = Counter()
         self.authored: dict[bytes, tuple[Record, float]] = {}  # key → (record, next republish)
         self.joined: dict[bytes, JoinedTopic] = {}
@@ -257,6 +259,7 @@ class DhtProtocol:
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self.connected.discard(peer)
+        self.peer_rtt.pop(peer, None)
         # Requests to a peer whose link is gone cannot be answered: fail them now.
         self.delivery_failed(peer, now)
 
@@ -407,6 +410,9 @@ class DhtProtocol:
             self.stats.dropped_unexpected += 1
             return
         del self._pending[rid]
+        sample = now - p.sent_at
+        prev = self.peer_rtt.get(peer)
+        self.peer_rtt[peer] = sample if prev is None else prev + RTT_EWMA_WEIGHT * (sample - prev)
         op = self._ops.get(p.op_id) if p.op_id is not None else None
         if op is None:
             if isinstance(msg, HasValueAck):

@@ -34,7 +34,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -108,7 +108,6 @@ class _Dial:
     done: asyncio.Future[bool]
     cid: str | None = None
     answer: asyncio.Future[str] | None = None
-    task: asyncio.Task[None] | None = None
     superseded: bool = False  # glare: we answered the peer's own offer instead
 
 
@@ -127,7 +126,6 @@ class RuntimeStats:
     signals_relayed_out: int = 0
     messages_dropped_busy: int = 0
     connections_evicted: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def _hello_payload(receiver: bytes, cid: str) -> bytes:
@@ -214,7 +212,7 @@ class NodeRuntime:
             self.signaling = SignalingClient(
                 self.settings.signaling_url,
                 self.identity,
-                on_offer=lambda f, c, s: self._on_offer(f, c, s, relayed=False),
+                on_offer=self._on_offer,
                 on_answer=lambda f, c, s: self._on_answer(f, c, s),
                 on_registered=self._bootstrap_wake.set,
                 on_error=self._on_signaling_error,
@@ -451,7 +449,7 @@ class NodeRuntime:
         dial = _Dial(peer, self._loop.create_future())
         self._dials[peer] = dial
         self.rstats.dials_started += 1
-        dial.task = self._spawn(self._dial(dial))
+        self._spawn(self._dial(dial))
         return dial
 
     async def _dial(self, dial: _Dial) -> None:
@@ -544,7 +542,7 @@ class NodeRuntime:
             return
         log.debug("relayed %s from %s (cid %s)", kind, source.hex()[:8], cid)
         if kind == "offer":
-            self._spawn(self._on_offer(source, cid, sdp, relayed=True))
+            self._spawn(self._on_offer(source, cid, sdp))
         elif kind == "answer":
             self._on_answer(source, cid, sdp)
 
@@ -557,7 +555,7 @@ class NodeRuntime:
     def _on_signaling_error(self, code: str, message: str, cid: str | None) -> None:
         log.debug("signaling error %s: %s (cid %s)", code, message, cid)
 
-    async def _on_offer(self, sender: NodeId, cid: str, sdp: str, relayed: bool) -> None:
+    async def _on_offer(self, sender: NodeId, cid: str, sdp: str) -> None:
         if sender == self.node_id or cid in self._seen_cids or self._stopped.is_set():
             return
         self._seen_cids.append(cid)
@@ -784,7 +782,11 @@ class NodeRuntime:
             "peers": [
                 {
                     "id": p.id.hex(),
-                    "rtt_ms": None,
+                    "rtt_ms": (
+                        round(self.proto.peer_rtt[p.id] * 1000, 3)
+                        if p.id in self.proto.peer_rtt
+                        else None
+                    ),
                     "connected_for_s": round(now - p.connected_at, 3),
                     "in_routing_table": p.id in table,
                 }
