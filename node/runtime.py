@@ -242,7 +242,8 @@ class NodeRuntime:
             await self.signaling.close()
         await self.transport.close()
         if self.control is not None:
-            await self.control.close()
+            # A short linger lets the reply to a `shutdown` command (and the last events) out.
+            await self.control.close(linger_ms=200)
         for fut in self._ops.values():
             if not fut.done():
                 fut.cancel()
