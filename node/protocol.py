@@ -239,6 +239,7 @@ class DhtProtocol:
         self._repair: _RepairRound | None = None
         self._refresh_ops: set[int] = set()
         self._join_ops: set[int] = set()
+        self._join_refresh: set[int] = set()  # bucket indices queued by join, not yet started
         self._discovery_ops: dict[int, bytes] = {}
         self._next_liveness = now + config.liveness_tick_s
         self._next_refresh_check = now + REFRESH_CHECK_S
@@ -560,6 +561,7 @@ class DhtProtocol:
                 if i not in self._refresh_queue and not self.table.bucket_full(i)
             ]
             self._refresh_queue.extend(queued)
+            self._join_refresh.update(queued)
         if op.op_id in self._refresh_ops:
             self._refresh_ops.discard(op.op_id)
             self._refresh_running = False
@@ -919,6 +921,13 @@ class DhtProtocol:
 
     def _start_refresh(self, now: float) -> None:
         index = self._refresh_queue.popleft()
+        if index in self._join_refresh:
+            self._join_refresh.discard(index)
+            if self.table.bucket_full(index):
+                # Filled meanwhile by nodes that contacted us: the join refresh has nothing
+                # left to find there (periodic refreshes of stale buckets still run).
+                self._next_refresh_start = now
+                return
         target = random_id_in_bucket(self.id, index, self.rng)
         op = self._start_lookup("find_node", target, now, start=False)
         op.internal = True
