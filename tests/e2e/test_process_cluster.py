@@ -140,6 +140,22 @@ def test_scenario(env: dict[str, str], cluster: Cluster) -> None:
             watch.kill()
             watch.wait()
 
+    # The supervisor's Prometheus endpoint exposes every peer (node.stats arrive every 5 s).
+    import urllib.request
+
+    def scrape() -> str:
+        with urllib.request.urlopen(cluster.state.metrics, timeout=5) as response:
+            return str(response.read().decode())
+
+    deadline = time.monotonic() + 30
+    text = scrape()
+    while time.monotonic() < deadline and "dht_cluster_nodes_up 25.0" not in text:
+        time.sleep(0.5)
+        text = scrape()
+    assert "dht_cluster_nodes_up 25.0" in text
+    for i in range(1, PEERS + 1):
+        assert f'dht_node_routing_table_size{{index="{i}"}}' in text
+
     state = cluster.state
     victims = rng.sample(range(1, PEERS + 1), 5)
     before = {i: (state.node(i).ref, state.node(i).restarts) for i in victims}  # type: ignore[union-attr]
