@@ -240,6 +240,7 @@ class DhtProtocol:
         self._refresh_ops: set[int] = set()
         self._join_ops: set[int] = set()
         self._join_refresh: set[int] = set()  # bucket indices queued by join, not yet started
+        self._refresh_table_size = 0  # routing-table size when the running refresh started
         self._discovery_ops: dict[int, bytes] = {}
         self._next_liveness = now + config.liveness_tick_s
         self._next_refresh_check = now + REFRESH_CHECK_S
@@ -566,6 +567,13 @@ class DhtProtocol:
             self._refresh_ops.discard(op.op_id)
             self._refresh_running = False
             self._next_refresh_start = now + self.config.refresh_stagger_s
+            if len(self.table) <= self._refresh_table_size and self._join_refresh:
+                # This refresh met nobody new: the network is small enough that we know it
+                # already, and the remaining join refreshes would only repeat known answers.
+                self._refresh_queue = deque(
+                    i for i in self._refresh_queue if i not in self._join_refresh
+                )
+                self._join_refresh.clear()
         topic = self._discovery_ops.pop(op.op_id, None)
         if topic is not None and isinstance(result, GetPeersResult):
             self._discovery_done(topic, result, now)
@@ -932,6 +940,7 @@ class DhtProtocol:
         op = self._start_lookup("find_node", target, now, start=False)
         op.internal = True
         self._refresh_running = True
+        self._refresh_table_size = len(self.table)
         self._refresh_ops.add(op.op_id)
         self._step_lookup(op, now)
 

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -524,3 +525,21 @@ def test_get_returns_the_best_record_among_in_flight_answers() -> None:
     got = net.run(getter, lambda p, now: p.get(key, now))
     assert isinstance(got, GetResult)
     assert got.record == new
+
+
+def test_join_refresh_stops_once_a_refresh_finds_nobody_new() -> None:
+    # Everyone already knows everyone: the self-lookup and one refresh confirm it, and the
+    # remaining join refreshes (which could only repeat known answers) are dropped.
+    for seed in range(50):
+        net = Net(12, seed=seed)
+        net.mesh()
+        node = net.nodes[0]
+        if node.table.deepest_bucket() >= 3:
+            break
+    else:
+        pytest.fail("no seed gave a table with >= 3 buckets to refresh")
+    before = node.stats.lookups
+    net.run(node, lambda p, now: p.join(now))
+    net.run_until(net.now + 30.0)
+    assert node.stats.lookups - before == 2  # the self-lookup and a single refresh
+    assert not node._refresh_queue
