@@ -122,6 +122,7 @@ class RuntimeStats:
     dials_started: int = 0
     dials_failed: int = 0
     hellos_rejected: int = 0
+    links_opened: int = 0
     links_closed: int = 0
     signals_relayed_out: int = 0
     messages_dropped_busy: int = 0
@@ -642,6 +643,7 @@ class NodeRuntime:
         assert self.proto is not None
         old = self._peers.get(peer)
         now = self.now
+        self.rstats.links_opened += 1
         self._peers[peer] = _Peer(peer, link, cid, now, now)
         if old is not None and old.link is not link:
             old.link.close()  # a reconnect (e.g. the peer restarted): the new link wins
@@ -933,6 +935,7 @@ class NodeRuntime:
             "requests_failed": s.requests_failed,
             "records_rejected": s.records_rejected,
             "dials_started": self.rstats.dials_started,
+            "links_opened": self.rstats.links_opened,
             "dials_failed": self.rstats.dials_failed,
             "hellos_rejected": self.rstats.hellos_rejected,
             "signaling_connected": bool(self.signaling is not None and self.signaling.connected),

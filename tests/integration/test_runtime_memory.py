@@ -89,3 +89,46 @@ async def test_connection_cap_closes_peers_the_routing_table_does_not_hold(
     finally:
         for node in nodes:
             await node.stop()
+
+
+@pytest.mark.parametrize("slow_lower", [False, True], ids=["offers-cross", "lower-still-gathering"])
+async def test_glare_two_nodes_dialing_each_other_end_with_one_link(
+    signaling: str, slow_lower: bool
+) -> None:
+    hub = MemoryHub()
+    nodes = []
+    for _ in range(2):
+        node = NodeRuntime(Identity.generate(), MemoryTransport(hub), None, NodeSettings(signaling))
+        # No bootstrap dialing: the two dials below are the only ones.
+        node._bootstrap_loop = lambda: asyncio.sleep(0)  # type: ignore[method-assign]
+        await node.start()
+        await node.signaling.wait_registered(10)
+        nodes.append(node)
+    a, b = sorted(nodes, key=lambda n: n.node_id)
+    # The lower ID's offer takes a while (ICE gathering does): the higher ID's offer reaches it
+    # in the meantime, and the lower ID must still win.
+    create_offer = a.transport.create_offer
+
+    async def slow_offer() -> object:
+        await asyncio.sleep(0.2)
+        return await create_offer()
+
+    if slow_lower:
+        a.transport.create_offer = slow_offer  # type: ignore[method-assign]
+    try:
+        ok_a, ok_b = await asyncio.gather(a.dial(b.node_id), b.dial(a.node_id))
+        assert ok_a
+        assert ok_b
+        assert a.rstats.dials_started == b.rstats.dials_started == 1  # both really dialed
+        # One connection, not two: the higher ID dropped its offer and answered the lower's.
+        await asyncio.sleep(0.3)  # a second connection, if any, would have opened by now
+        assert a.rstats.links_opened == b.rstats.links_opened == 1
+        assert list(a._peers) == [b.node_id]
+        assert list(b._peers) == [a.node_id]
+        # Both sides kept the same connection (the lower ID's offer won).
+        assert a._peers[b.node_id].cid == b._peers[a.node_id].cid
+        pong = await a.ping(node_id=b.node_id.hex())
+        assert pong["rtt_ms"] >= 0
+    finally:
+        await a.stop()
+        await b.stop()
