@@ -455,6 +455,7 @@ class NodeRuntime:
         return dial
 
     async def _dial(self, dial: _Dial) -> None:
+        """Run one dial; its future is resolved and its entry removed whatever happens."""
         peer = dial.peer
         ok = False
         try:
@@ -464,15 +465,17 @@ class NodeRuntime:
             ok = peer in self._peers
         except (TransportError, OSError) as exc:
             log.debug("dial %s failed: %s", peer.hex()[:8], exc)
+        except Exception:  # a library bug must not leave the dial (and its waiters) hanging
+            log.exception("dial %s crashed", peer.hex()[:8])
         finally:
+            # Also on cancellation: a dial must never stay pending (callers await `done`).
             if dial.cid is not None:
                 self._offers.pop(dial.cid, None)
-        if not ok and peer in self._peers:
-            ok = True
-        if self._dials.get(peer) is dial:
-            del self._dials[peer]
-        if not dial.done.done():
-            dial.done.set_result(ok)
+            if self._dials.get(peer) is dial:
+                del self._dials[peer]
+            ok = ok or peer in self._peers
+            if not dial.done.done():
+                dial.done.set_result(ok)
         if ok:
             self._flush(peer)
         else:
@@ -707,7 +710,14 @@ class NodeRuntime:
         if peer == self.node_id:
             return False
         dial = self._dials.get(peer) or self._start_dial(peer)
-        return await asyncio.shield(dial.done)
+        try:
+            # `_dial` bounds itself; this outer bound also covers a library call that swallowed
+            # the inner timeout's cancellation.
+            async with asyncio.timeout(self.settings.dial_timeout_s + HELLO_TIMEOUT_S + 1.0):
+                return await asyncio.shield(dial.done)
+        except TimeoutError:
+            log.warning("dial %s overran its deadline", peer.hex()[:8])
+            return peer in self._peers
 
     # == bootstrap ================================================================================
 
@@ -734,6 +744,8 @@ class NodeRuntime:
                 continue
             picks = candidates[: self.settings.bootstrap_peers]
             results = await asyncio.gather(*(self.dial(p) for p in picks))
+            if not any(results):
+                log.info("bootstrap: none of %d dials succeeded; retrying", len(picks))
             if any(results):
                 self.proto.join(self.now)
                 self._pump()

@@ -24,7 +24,7 @@ def _connected(node: object) -> set[str]:
 
 
 def test_eight_nodes_store_get_and_survive_signaling_outage(tmp_path: Path) -> None:
-    with proc_cluster(tmp_path, 8, "--bootstrap-peers", "2") as c:
+    with proc_cluster(tmp_path, 8, "--bootstrap-peers", "2", "--log-level", "DEBUG") as c:
         c.wait_formed(min_rt=3, timeout_s=60)
         first = c.nodes[0]
         r = first.call("store", key="greeting", value=b"hello")
