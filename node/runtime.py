@@ -487,7 +487,7 @@ class NodeRuntime:
         pending = await self.transport.create_offer()
         if dial.superseded:  # glare lost while gathering: the peer's offer is being answered
             pending.cancel()
-            return await dial.done
+            return await asyncio.shield(dial.done)  # never cancel our own future
         try:
             cid = secrets.token_hex(8)
             assert self._loop is not None
@@ -500,7 +500,7 @@ class NodeRuntime:
             answer = await dial.answer
             if dial.superseded:
                 pending.cancel()
-                return await dial.done
+                return await asyncio.shield(dial.done)  # never cancel our own future
             await pending.accept_answer(answer)
             link = await pending.wait_open(self.settings.dial_timeout_s)
         except BaseException:
@@ -743,7 +743,8 @@ class NodeRuntime:
             if not candidates:
                 continue
             picks = candidates[: self.settings.bootstrap_peers]
-            results = await asyncio.gather(*(self.dial(p) for p in picks))
+            outcomes = await asyncio.gather(*(self.dial(p) for p in picks), return_exceptions=True)
+            results = [r is True for r in outcomes]
             if not any(results):
                 log.info("bootstrap: none of %d dials succeeded; retrying", len(picks))
             if any(results):

@@ -132,3 +132,33 @@ async def test_glare_two_nodes_dialing_each_other_end_with_one_link(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_superseded_dial_that_never_opens_fails_cleanly(signaling: str) -> None:
+    # Every connection attempt is lost: the glare loser's dial waits for the peer's connection,
+    # which never opens. dial() must answer False at its deadline — not raise CancelledError
+    # (which used to kill the bootstrap loop silently).
+    hub = MemoryHub(dial_loss=1.0)
+    nodes = []
+    for _ in range(2):
+        node = NodeRuntime(
+            Identity.generate(),
+            MemoryTransport(hub),
+            None,
+            NodeSettings(signaling, dial_timeout_s=0.5),
+        )
+        node._bootstrap_loop = lambda: asyncio.sleep(0)  # type: ignore[method-assign]
+        await node.start()
+        await node.signaling.wait_registered(10)
+        nodes.append(node)
+    a, b = nodes
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(a.dial(b.node_id), b.dial(a.node_id), return_exceptions=True), 10
+        )
+        assert results == [False, False]
+        assert not a._dials
+        assert not b._dials
+    finally:
+        await a.stop()
+        await b.stop()
