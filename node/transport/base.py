@@ -39,6 +39,8 @@ Exceptions::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -139,6 +141,134 @@ class SendQueue:
     def clear(self) -> None:
         self._queue.clear()
         self._queued_bytes = 0
+
+
+INBOUND_BUFFER_MAX_MESSAGES = 1024
+"""Messages held for a link whose handlers are not set yet; beyond this the link is closed."""
+
+logger = logging.getLogger(__name__)
+
+
+class LinkBase:
+    """What every ``Link`` implementation shares: open/closed state, handler installation,
+    buffering of messages that arrive before the handlers, exactly-once ``on_close``, and the
+    bounded send queue. Subclasses provide ``_write``/``_buffered_amount`` (the wire) and
+    ``_release`` (their own cleanup, called once on shutdown)."""
+
+    _label = "link"
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self._close_fired = False
+        self._on_message: Callable[[bytes], None] | None = None
+        self._on_close: Callable[[], None] | None = None
+        self._inbound: deque[bytes] = deque()
+        self._queue = SendQueue(self._write, self._buffered_amount)
+
+    # --- Link -------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self._opened.done() and self._opened.exception() is None
+
+    @property
+    def send_queue_peak(self) -> int:
+        """Diagnostics: the deepest the send queue has been (0: never needed)."""
+        return self._queue.peak_messages
+
+    def send(self, data: bytes) -> None:
+        if not self.is_open:
+            raise LinkClosed("link is closed" if self._closed else "link is not open yet")
+        self._queue.send(bytes(data))
+
+    def set_handlers(
+        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
+    ) -> None:
+        self._on_message = on_message
+        self._on_close = on_close
+        while self._inbound and not self._close_fired and self._reading_enabled():
+            self._deliver(self._inbound.popleft())
+        if self._closed and not self._close_fired:
+            self._fire_close()
+
+    def close(self) -> None:
+        self._shutdown("closed locally")
+
+    async def _wait_open(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._opened)
+        except TimeoutError:
+            self.close()
+            raise DialTimeout(f"{self._label} did not open within {timeout_s:.3f} s") from None
+
+    # --- for subclasses ---------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _buffered_amount(self) -> int:
+        raise NotImplementedError
+
+    def _release(self, reason: str) -> None:
+        """Subclass cleanup on shutdown (runs once, after the common part)."""
+
+    def _reading_enabled(self) -> bool:
+        return True
+
+    def _mark_open(self) -> bool:
+        """The wire is up; False when it was already open or the link is closed."""
+        if self._opened.done() or self._closed:
+            return False
+        self._opened.set_result(None)
+        return True
+
+    def _receive(self, data: bytes) -> None:
+        """A message from the wire: deliver it, or hold it until the handlers are set."""
+        if self._closed:
+            return
+        if self._on_message is None:
+            if len(self._inbound) >= INBOUND_BUFFER_MAX_MESSAGES:
+                logger.warning(
+                    "link handlers never set; closing after %d messages", len(self._inbound)
+                )
+                self._shutdown("inbound buffer overflow")
+                return
+            self._inbound.append(data)
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        assert self._on_message is not None
+        try:
+            self._on_message(data)
+        except Exception:
+            logger.exception("on_message handler failed")
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        logger.debug("%s shut down: %s", self._label, reason)
+        self._queue.clear()
+        if not self._opened.done():
+            self._opened.set_exception(DialFailed(f"{self._label} ended before opening: {reason}"))
+            self._opened.exception()  # mark retrieved: a cancelled dial may never await it
+        if self._on_close is not None:
+            self._loop.call_soon(self._fire_close)
+        self._release(reason)
+
+    def _fire_close(self) -> None:
+        if self._close_fired or self._on_close is None:
+            return
+        self._close_fired = True
+        self._inbound.clear()
+        try:
+            self._on_close()
+        except Exception:
+            logger.exception("on_close handler failed")
 
 
 # --- the seam -----------------------------------------------------------------------------------

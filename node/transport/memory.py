@@ -27,15 +27,12 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
     DialFailed,
-    DialTimeout,
-    LinkClosed,
-    SendQueue,
+    LinkBase,
     TransportError,
 )
 
@@ -44,7 +41,6 @@ logger = logging.getLogger(__name__)
 OFFER_PREFIX = "mem-offer:"
 ANSWER_PREFIX = "mem-answer:"
 #: Messages held for a link whose handlers are not set yet; beyond this the link is closed.
-INBOUND_BUFFER_MAX_MESSAGES = 1024
 
 
 class MemoryHub:
@@ -71,61 +67,27 @@ class MemoryHub:
         return next(self._ids)
 
 
-class MemoryLink:
+class MemoryLink(LinkBase):
     """One side of an in-process link."""
 
     def __init__(self, hub: MemoryHub) -> None:
+        super().__init__()
         self._hub = hub
-        self._loop = asyncio.get_running_loop()
         self._peer: MemoryLink | None = None
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        self._closed = False
-        self._close_fired = False
-        self._on_message: Callable[[bytes], None] | None = None
-        self._on_close: Callable[[], None] | None = None
-        self._inbound: deque[bytes] = deque()
         # Outgoing wire: (deliver_at, payload), in order; its bytes are the buffered amount.
         self._wire: deque[tuple[float, bytes]] = deque()
         self._wire_bytes = 0
         self._pump_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._reading = True
-        self._queue = SendQueue(self._write, self._buffered_amount)
         self._owner: MemoryTransport | None = None
         self._token: str | None = None  # the offer/answer token the hub resolves to this link
 
     # --- Link -------------------------------------------------------------------------------
 
     @property
-    def is_open(self) -> bool:
-        return not self._closed and self._opened.done() and self._opened.exception() is None
-
-    @property
-    def send_queue_peak(self) -> int:
-        """Diagnostics: the deepest the send queue has been (0: never needed)."""
-        return self._queue.peak_messages
-
-    @property
     def buffered_amount(self) -> int:
         """Bytes sent but not yet delivered to the peer (``bufferedAmount``)."""
         return self._wire_bytes
-
-    def send(self, data: bytes) -> None:
-        if not self.is_open:
-            raise LinkClosed("link is closed" if self._closed else "link is not open yet")
-        self._queue.send(bytes(data))
-
-    def set_handlers(
-        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
-    ) -> None:
-        self._on_message = on_message
-        self._on_close = on_close
-        while self._inbound and not self._close_fired and self._reading:
-            self._deliver(self._inbound.popleft())
-        if self._closed and not self._close_fired:
-            self._fire_close()
-
-    def close(self) -> None:
-        self._shutdown("closed locally")
 
     # --- test hooks -------------------------------------------------------------------------
 
@@ -176,73 +138,26 @@ class MemoryLink:
         if peer._reading:
             self._schedule_pump()
 
-    def _receive(self, data: bytes) -> None:
-        if self._closed:
-            return
-        if self._on_message is None:
-            if len(self._inbound) >= INBOUND_BUFFER_MAX_MESSAGES:
-                logger.warning(
-                    "link handlers never set; closing after %d messages", len(self._inbound)
-                )
-                self._shutdown("inbound buffer overflow")
-                return
-            self._inbound.append(data)
-            return
-        self._deliver(data)
-
-    def _deliver(self, data: bytes) -> None:
-        assert self._on_message is not None
-        try:
-            self._on_message(data)
-        except Exception:
-            logger.exception("on_message handler failed")
-
-    def _open(self) -> None:
-        if not self._opened.done() and not self._closed:
-            self._opened.set_result(None)
-
     async def wait_open(self, timeout_s: float) -> MemoryLink:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.shield(self._opened)
-        except TimeoutError:
-            self.close()
-            raise DialTimeout(f"link did not open within {timeout_s:.3f} s") from None
+        await self._wait_open(timeout_s)
         return self
 
-    def _shutdown(self, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        logger.debug("memory link shut down: %s", reason)
-        self._queue.clear()
+    def _reading_enabled(self) -> bool:
+        return self._reading
+
+    def _release(self, reason: str) -> None:
         self._wire.clear()
         self._wire_bytes = 0
         if self._pump_handle is not None:
             self._pump_handle.cancel()
             self._pump_handle = None
-        if not self._opened.done():
-            self._opened.set_exception(DialFailed(f"link ended before opening: {reason}"))
-            self._opened.exception()  # mark retrieved: a cancelled dial may never await it
         if self._owner is not None:
             self._owner._links.discard(self)
         if self._token is not None:
             self._hub._offers.pop(self._token, None)
             self._hub._answers.pop(self._token, None)
-        if self._on_close is not None:
-            self._loop.call_soon(self._fire_close)
         if self._peer is not None:
             self._peer._shutdown("closed by peer")
-
-    def _fire_close(self) -> None:
-        if self._close_fired or self._on_close is None:
-            return
-        self._close_fired = True
-        self._inbound.clear()
-        try:
-            self._on_close()
-        except Exception:
-            logger.exception("on_close handler failed")
 
 
 class MemoryPendingOffer:
@@ -270,8 +185,8 @@ class MemoryPendingOffer:
         ours, theirs = self._link, answer._link
         ours._peer, theirs._peer = theirs, ours
         # Both sides open in a later callback, as an ICE/DTLS/SCTP handshake would.
-        ours._loop.call_soon(ours._open)
-        ours._loop.call_soon(theirs._open)
+        ours._loop.call_soon(ours._mark_open)
+        ours._loop.call_soon(theirs._mark_open)
 
     async def wait_open(self, timeout_s: float) -> MemoryLink:
         return await self._link.wait_open(timeout_s)

@@ -48,8 +48,7 @@ import ipaddress
 import logging
 import socket
 import urllib.parse
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aioice
@@ -67,10 +66,9 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
     DialFailed,
-    DialTimeout,
+    LinkBase,
     LinkClosed,
     MessageTooLarge,
-    SendQueue,
     TransportError,
 )
 
@@ -86,7 +84,6 @@ CHANNEL_ID = 0
 #: Longest offer/answer string accepted (a complete SDP with a few candidates is ~1 KiB).
 MAX_SDP_BYTES = 16 * 1024
 #: Messages held for a link whose handlers are not set yet; beyond this the link is closed.
-INBOUND_BUFFER_MAX_MESSAGES = 1024
 
 _ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
 
@@ -196,21 +193,16 @@ def parse_ice_server(url: str) -> RTCIceServer:
     return RTCIceServer(urls=bare, username=username, credential=credential)
 
 
-class WebRTCLink:
+class WebRTCLink(LinkBase):
     """One open (or opening) data channel and the peer connection that carries it."""
 
+    _label = "data channel"
+
     def __init__(self, owner: WebRTCTransport, pc: RTCPeerConnection) -> None:
+        super().__init__()
         self._owner = owner
         self._pc = pc
-        self._loop = asyncio.get_running_loop()
         self._channel: RTCDataChannel | None = None
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        self._closed = False
-        self._close_fired = False
-        self._on_message: Callable[[bytes], None] | None = None
-        self._on_close: Callable[[], None] | None = None
-        self._inbound: deque[bytes] = deque()
-        self._queue = SendQueue(self._write, self._buffered_amount)
         pc.on("connectionstatechange", self._on_connection_state)
 
     # --- setup ------------------------------------------------------------------------------
@@ -226,42 +218,10 @@ class WebRTCLink:
             self._on_channel_open()
 
     async def wait_open(self, timeout_s: float) -> WebRTCLink:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.shield(self._opened)
-        except TimeoutError:
-            self.close()
-            raise DialTimeout(f"data channel did not open within {timeout_s:.3f} s") from None
+        await self._wait_open(timeout_s)
         return self
 
     # --- Link -------------------------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        return not self._closed and self._opened.done() and self._opened.exception() is None
-
-    @property
-    def send_queue_peak(self) -> int:
-        """Diagnostics: the deepest the send queue has been (0: never needed)."""
-        return self._queue.peak_messages
-
-    def send(self, data: bytes) -> None:
-        if not self.is_open:
-            raise LinkClosed("link is closed" if self._closed else "link is not open yet")
-        self._queue.send(data)
-
-    def set_handlers(
-        self, on_message: Callable[[bytes], None], on_close: Callable[[], None]
-    ) -> None:
-        self._on_message = on_message
-        self._on_close = on_close
-        while self._inbound and self._on_message is not None and not self._close_fired:
-            self._deliver(self._inbound.popleft())
-        if self._closed and not self._close_fired:
-            self._fire_close()
-
-    def close(self) -> None:
-        self._shutdown("closed locally")
 
     # --- internals --------------------------------------------------------------------------
 
@@ -290,8 +250,7 @@ class WebRTCLink:
         return self._channel.bufferedAmount if self._channel is not None else 0
 
     def _on_channel_open(self) -> None:
-        if not self._opened.done() and not self._closed:
-            self._opened.set_result(None)
+        if self._mark_open():
             _check_receive_buffer(self._pc)
 
     def _on_channel_message(self, data: bytes | str) -> None:
@@ -300,23 +259,7 @@ class WebRTCLink:
         if isinstance(data, str):
             logger.debug("dropping a text message (%d chars): the protocol is binary", len(data))
             return
-        if self._on_message is None:
-            if len(self._inbound) >= INBOUND_BUFFER_MAX_MESSAGES:
-                logger.warning(
-                    "link handlers never set; closing after %d messages", len(self._inbound)
-                )
-                self._shutdown("inbound buffer overflow")
-                return
-            self._inbound.append(data)
-            return
-        self._deliver(data)
-
-    def _deliver(self, data: bytes) -> None:
-        assert self._on_message is not None
-        try:
-            self._on_message(data)
-        except Exception:
-            logger.exception("on_message handler failed")
+        self._receive(data)
 
     def _on_channel_close(self) -> None:
         self._shutdown("channel closed")
@@ -325,29 +268,8 @@ class WebRTCLink:
         if self._pc.connectionState in ("failed", "closed"):
             self._shutdown(f"connection {self._pc.connectionState}")
 
-    def _shutdown(self, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        logger.debug("link shut down: %s", reason)
-        self._queue.clear()
-        if not self._opened.done():
-            self._opened.set_exception(DialFailed(f"connection ended before opening: {reason}"))
-            # Nobody may ever await it (cancel() without wait_open); mark it retrieved.
-            self._opened.exception()
+    def _release(self, reason: str) -> None:
         self._owner._release(self)
-        if self._on_close is not None:
-            self._loop.call_soon(self._fire_close)
-
-    def _fire_close(self) -> None:
-        if self._close_fired or self._on_close is None:
-            return
-        self._close_fired = True
-        self._inbound.clear()
-        try:
-            self._on_close()
-        except Exception:
-            logger.exception("on_close handler failed")
 
     async def _close_pc(self) -> None:
         await self._pc.close()
