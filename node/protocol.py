@@ -26,6 +26,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -223,6 +224,7 @@ class DhtProtocol:
         self.peer_rtt: dict[NodeId, float] = {}  # smoothed request → response time, seconds
         self.malformed_by_peer: Counter[NodeId] = Counter()
         self.authored: dict[bytes, tuple[Record, float]] = {}  # key → (record, next republish)
+        self._next_republish = math.inf  # the earliest republish time in `authored`
         self.joined: dict[bytes, JoinedTopic] = {}
 
         self._out: list[Outgoing] = []
@@ -450,8 +452,8 @@ class DhtProtocol:
         exp = self.records.next_expiry()
         if exp is not None:
             candidates.append(exp)
-        for _, next_at in self.authored.values():
-            candidates.append(next_at)
+        if self.authored:
+            candidates.append(self._next_republish)
         for jt in self.joined.values():
             if not jt.discovering:
                 candidates.append(jt.next_discovery)
@@ -606,7 +608,9 @@ class DhtProtocol:
     def _store_record(self, record: Record, now: float, internal: bool) -> _Op:
         if self.records.put(record, now) is PutResult.STORED:
             self._events.append(RecordStored(record, False, True, None))
-        self.authored[record.key] = (record, now + self.config.republish_interval_s)
+        republish_at = now + self.config.republish_interval_s
+        self.authored[record.key] = (record, republish_at)
+        self._next_republish = min(self._next_republish, republish_at)
         write = _WriteOp(self._new_op_id(), now, internal, record=record)
         lookup = self._start_lookup("find_node", record.key, now, start=False)
         lookup.internal = True
@@ -947,9 +951,9 @@ class DhtProtocol:
     # == republish and repair =====================================================================
 
     def _republish_due(self, now: float) -> None:
+        if now < self._next_republish:
+            return  # (a superseded key can leave it early: then we merely look once more)
         due = [key for key, (_, at) in self.authored.items() if at <= now]
-        if not due:
-            return
         count = 0
         for key in due:
             record, _ = self.authored[key]
@@ -959,6 +963,7 @@ class DhtProtocol:
                 continue
             self._store_record(record, now, internal=True)
             count += 1
+        self._next_republish = min((at for _, at in self.authored.values()), default=math.inf)
         if count:
             self._events.append(MaintenanceRepublish(count))
 
@@ -988,12 +993,8 @@ class DhtProtocol:
         self._repair_outstanding_done(now, 0)
 
     def _repair_ask(self, rnd: _RepairRound, peer: NodeId, r: Record, now: float) -> None:
-        rid = self._new_rid()
         rnd.outstanding += 1
-        msg = HasValue(rid, r.key, r.ts, r.pub)
-        self._pending[rid] = _Pending(peer, (MsgType.HAS_VALUE_ACK,), None, now, msg)
-        self._arm(now + self.config.request_timeout_s, 0, rid)
-        self._send(peer, msg)
+        self._request(peer, HasValue(self._new_rid(), r.key, r.ts, r.pub), None, now)
 
     def _repair_failed(self, request: HasValue, now: float) -> None:
         """A replica holder did not answer: ask the next-closest contact instead."""
