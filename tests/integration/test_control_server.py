@@ -26,6 +26,7 @@ from control.codec import pack, unpack
 from control.errors import RemoteError, Timeout, Unreachable
 from control.schema import COMMANDS, MAX_REQUEST_BYTES, MAX_VALUE_BYTES
 from control.server import ControlServer, ThreadedControlServer
+from tests.support.procs import free_port
 
 REPLY_TIMEOUT_S = 5.0
 PEER = FakeNodeAPI().peer_ids[0]
@@ -258,13 +259,6 @@ async def test_publish_adds_ts_and_node(server: ControlServer) -> None:
 
 
 # -- sync client against a server thread ---------------------------------------------------
-
-
-def free_port() -> int:
-    sock = zmq.Context.instance().socket(zmq.REP)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    sock.close(linger=0)
-    return port
 
 
 @pytest.fixture

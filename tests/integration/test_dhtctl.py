@@ -21,6 +21,7 @@ from control.api import FakeNodeAPI
 from control.cli import app
 from control.schema import Request
 from control.server import ThreadedControlServer
+from tests.support.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER = FakeNodeAPI().peer_ids[0]
@@ -46,13 +47,6 @@ def node() -> Iterator[ThreadedControlServer]:
 
 def dhtctl(*args: str) -> Any:
     return runner.invoke(app, list(args), prog_name="dhtctl")
-
-
-def free_port() -> int:
-    sock = zmq.Context.instance().socket(zmq.REP)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    sock.close(linger=0)
-    return port
 
 
 def test_store_then_get(node: ThreadedControlServer) -> None:

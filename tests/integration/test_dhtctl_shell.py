@@ -132,11 +132,9 @@ def test_eof_exits_0(node: ThreadedControlServer, tmp_path: Path) -> None:
 
 
 def test_unreachable_node_exits_3(tmp_path: Path) -> None:
-    import zmq
+    from tests.support.procs import free_port
 
-    sock = zmq.Context.instance().socket(zmq.REP)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    sock.close(linger=0)
+    port = free_port()
     result = subprocess.run(
         [sys.executable, "-m", "control", "shell", "--endpoint", f"tcp://127.0.0.1:{port}"],
         capture_output=True,
