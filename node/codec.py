@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 
 from node.config import MAX_MESSAGE_BYTES, MAX_PROVIDER_META_BYTES, MAX_RECORD_DATA_BYTES
+from node.errors import LocalError, RemoteError
 from node.ids import ID_BYTES, NodeId
 from node.messages import (
     Announce,
@@ -35,6 +36,7 @@ from node.messages import (
     Store,
     StoreAck,
     Value,
+    WriteAck,
 )
 from node.records import ProviderRecord, Record
 
@@ -46,11 +48,11 @@ MAX_SIGNAL_PAYLOAD_BYTES = 32 * 1024
 _U64 = (1 << 64) - 1
 
 
-class DecodeError(ValueError):
+class DecodeError(RemoteError, ValueError):
     """A message that is not valid on the wire (the remote peer broke the protocol)."""
 
 
-class EncodeError(ValueError):
+class EncodeError(LocalError, ValueError):
     """A message that this node must not send (a local bug or an oversize payload)."""
 
 
@@ -81,7 +83,7 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, _rec(m.record), list(m.nodes)]
         case Store():
             return [m.rid, _rec(m.record), m.cached]
-        case StoreAck() | AnnounceAck():
+        case WriteAck():
             return [m.rid, m.ok, m.reason[:MAX_REASON_CHARS]]
         case HasValue():
             return [m.rid, m.key, m.ts, m.pub]

@@ -16,13 +16,15 @@ import hashlib
 import random
 from typing import NewType
 
+from node.errors import LocalError
+
 ID_BYTES = 32
 ID_BITS = 256
 
 NodeId = NewType("NodeId", bytes)
 
 
-class IdError(ValueError):
+class IdError(LocalError, ValueError):
     """A value that should be a node ID or key is not one."""
 
 

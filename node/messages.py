@@ -1,14 +1,16 @@
 """Wire messages of the DHT protocol (DESIGN §5). Frozen, slotted dataclasses; no behaviour.
 
-Every request carries a 64-bit request id ``rid``; its response echoes it. A response is accepted
-only from the peer the request went to and only with one of the expected types
-(``RESPONSE_TYPES``). ``Signal`` and ``Hello`` are not request/response and carry no rid.
+Every request carries a 64-bit request id ``rid``; its response echoes it: both derive from
+``Rpc``, which owns the ``rid``. A response is accepted only from the peer the request went to and
+only with one of the expected types (``RESPONSE_TYPES``; ``node.requests`` does the matching).
+``Signal`` and ``Hello`` are not request/response and carry no rid.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 from node.ids import NodeId
 from node.records import ProviderRecord, Record
@@ -45,65 +47,70 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
+class Rpc:
+    """A request or a response: ``rid`` is the request id, echoed by the response."""
+
     rid: int
+    type: ClassVar[MsgType]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Rpc):
     type = MsgType.PING
 
 
 @dataclass(frozen=True, slots=True)
-class Pong:
-    rid: int
+class Pong(Rpc):
     type = MsgType.PONG
 
 
 @dataclass(frozen=True, slots=True)
-class FindNode:
-    rid: int
+class FindNode(Rpc):
     target: NodeId
     type = MsgType.FIND_NODE
 
 
 @dataclass(frozen=True, slots=True)
-class Nodes:
-    rid: int
+class Nodes(Rpc):
     nodes: tuple[NodeId, ...]
     type = MsgType.NODES
 
 
 @dataclass(frozen=True, slots=True)
-class FindValue:
-    rid: int
+class FindValue(Rpc):
     key: bytes
     type = MsgType.FIND_VALUE
 
 
 @dataclass(frozen=True, slots=True)
-class Value:
-    rid: int
+class Value(Rpc):
     record: Record
     nodes: tuple[NodeId, ...]
     type = MsgType.VALUE
 
 
 @dataclass(frozen=True, slots=True)
-class Store:
-    rid: int
+class Store(Rpc):
     record: Record
     cached: bool
     type = MsgType.STORE
 
 
 @dataclass(frozen=True, slots=True)
-class StoreAck:
-    rid: int
+class WriteAck(Rpc):
+    """The answer to a write (STORE or ANNOUNCE): ``reason`` says why it was refused."""
+
     ok: bool
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAck(WriteAck):
     type = MsgType.STORE_ACK
 
 
 @dataclass(frozen=True, slots=True)
-class HasValue:
-    rid: int
+class HasValue(Rpc):
     key: bytes
     ts: int
     pub: NodeId
@@ -111,10 +118,9 @@ class HasValue:
 
 
 @dataclass(frozen=True, slots=True)
-class HasValueAck:
+class HasValueAck(Rpc):
     """``has`` = the receiver holds this record or a better one."""
 
-    rid: int
     has: bool
     type = MsgType.HAS_VALUE_ACK
 
@@ -132,30 +138,24 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
-class Announce:
-    rid: int
+class Announce(Rpc):
     provider: ProviderRecord
     type = MsgType.ANNOUNCE
 
 
 @dataclass(frozen=True, slots=True)
-class AnnounceAck:
-    rid: int
-    ok: bool
-    reason: str
+class AnnounceAck(WriteAck):
     type = MsgType.ANNOUNCE_ACK
 
 
 @dataclass(frozen=True, slots=True)
-class GetPeers:
-    rid: int
+class GetPeers(Rpc):
     topic: bytes
     type = MsgType.GET_PEERS
 
 
 @dataclass(frozen=True, slots=True)
-class Peers:
-    rid: int
+class Peers(Rpc):
     providers: tuple[ProviderRecord, ...]
     nodes: tuple[NodeId, ...]
     type = MsgType.PEERS

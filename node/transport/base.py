@@ -45,6 +45,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from node.errors import DhtError, LocalError
+
 # --- limits -------------------------------------------------------------------------------------
 
 #: Largest payload one ``Link.send`` accepts (the wire protocol's message size limit).
@@ -62,7 +64,7 @@ SEND_QUEUE_MAX_BYTES = 8 * 1024 * 1024
 # --- errors -------------------------------------------------------------------------------------
 
 
-class TransportError(Exception):
+class TransportError(DhtError):
     """Base class of every error the transport raises on purpose."""
 
 
@@ -82,7 +84,7 @@ class DialFailed(TransportError):
     """The offer or answer was malformed, unknown, or the connection failed to open."""
 
 
-class MessageTooLarge(ValueError):
+class MessageTooLarge(LocalError, ValueError):
     """A payload above ``MAX_MESSAGE_BYTES`` was passed to ``Link.send``."""
 
 
