@@ -2,18 +2,20 @@
 
 ::
 
-    DhtError                       root: ``except DhtError`` catches anything the node means to raise
-     ├── LocalError                this process misused the API (a caller's bug or bad argument)
-     │    ├── IdError              not a node ID / key                  (node.ids, also ValueError)
-     │    ├── EncodeError          a message this node must not send    (node.codec, also ValueError)
-     │    ├── MessageTooLarge      a payload above the wire limit       (node.transport, also ValueError)
-     │    └── BadArgument          an operation was given an invalid argument (also ValueError)
-     ├── RemoteError               a peer broke the protocol
-     │    └── DecodeError          bytes that are not a valid message   (node.codec, also ValueError)
-     ├── OperationError            a DHT operation could not complete: ``.code`` says why
-     └── TransportError            the link layer (node.transport.base)
+    DhtError                  root: ``except DhtError`` catches anything the node means to raise
+     ├── LocalError           this process misused the API (a caller's bug or bad argument)
+     │    ├── IdError         not a node ID / key                 (node.ids, also ValueError)
+     │    ├── EncodeError     a message this node must not send   (node.codec, also ValueError)
+     │    ├── MessageTooLarge a payload above the wire limit  (node.transport, also ValueError)
+     │    └── BadArgument     an operation was given an invalid argument    (also ValueError)
+     ├── RemoteError          a peer broke the protocol
+     │    └── DecodeError     bytes that are not a valid message  (node.codec, also ValueError)
+     ├── OperationError       a DHT operation could not complete: ``.code`` says why
+     └── TransportError       the link layer (node.transport.base)
           ├── LinkClosed, LinkBusy
           └── DialTimeout, DialFailed
+
+The classes live where they are raised and are importable from there; their bases are here.
 
 Rules: the sans-IO core never raises on peer input (a bad peer is counted and dropped); it raises
 ``LocalError`` subclasses only for a caller's misuse. ``RemoteError`` exists so that the decoder can

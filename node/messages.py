@@ -174,3 +174,13 @@ RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.ANNOUNCE: (MsgType.ANNOUNCE_ACK,),
     MsgType.GET_PEERS: (MsgType.PEERS,),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for ``peer``; ``via`` names the peer that introduced an unconnected contact
+    (a relay for connection setup)."""
+
+    peer: NodeId
+    message: Message
+    via: NodeId | None = None

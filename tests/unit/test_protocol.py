@@ -542,4 +542,4 @@ def test_join_refresh_stops_once_a_refresh_finds_nobody_new() -> None:
     net.run(node, lambda p, now: p.join(now))
     net.run_until(net.now + 30.0)
     assert node.stats.lookups - before == 2  # the self-lookup and a single refresh
-    assert not node._refresh_queue
+    assert node.maintenance.queued_refreshes == 0
