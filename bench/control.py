@@ -1,8 +1,8 @@
 """Control-plane benchmark: ping round trips/s and ``dhtctl get`` end-to-end wall time.
 
 Usage: ``python bench/control.py [--endpoint tcp://...] [--seconds 3] [--runs 10]``.
-Without ``--endpoint`` a FakeNodeAPI server is started in a subprocess (``python -m
-control.server --fake``) and stopped at the end. Prints one JSON document.
+Without ``--endpoint`` a fake node is started in a subprocess (``python -m
+tests.support.fake_node fake-node``) and stopped at the end. Prints one JSON document.
 Targets: >= 3,000 round trips/s; ``dhtctl get`` p50 <= 400 ms (interpreter start included).
 """
 
@@ -87,7 +87,7 @@ def main() -> None:
     endpoint = args.endpoint
     if endpoint is None:
         server = subprocess.Popen(
-            [sys.executable, "-m", "control.server", "--fake"],
+            [sys.executable, "-m", "tests.support.fake_node", "fake-node"],
             stdout=subprocess.PIPE,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},

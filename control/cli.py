@@ -1,11 +1,8 @@
 """``dhtctl``: drive DHT nodes over the control plane.
 
-Where commands go (first match wins):
-  --endpoint URL  >  $DHTCTL_ENDPOINT  >  front_endpoint of $DHT_STATE_DIR/<cluster>/cluster.json
-  >  tcp://127.0.0.1:5555.
-The supervisor front endpoint routes by ``--node N`` (or ``--node all``); without ``--node`` it
-sends the command to node 1. Events: (watch --endpoint | lookup --follow --events) >
-$DHTCTL_EVENTS > event_endpoint of cluster.json > tcp://127.0.0.1:5556.
+The node commands are generated from the command table (``control.commands``): one typer command
+per ``NodeAPI`` method, its arguments and options from the argument types. Where commands go is
+``control.cli_options``; the interactive shell is ``control.shell``.
 
 Output: tables on stdout, ``--json`` for one JSON document (JSON Lines for streams), one error
 line on stderr. Exit codes: 0 ok, 1 command failed, 2 usage, 3 unreachable/timeout, 130 Ctrl-C.
@@ -17,30 +14,27 @@ never the node runtime, aiortc or docker.
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import shlex
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 import typer
 
+from control.cli_options import (
+    DEFAULT_TIMEOUT_S,
+    Options,
+    UsageFailure,
+    control_endpoint,
+    events_endpoint,
+    meta_arg,
+    node_id_arg,
+)
 from control.client import ControlClient, EventSubscriber
-from control.errors import ControlError, ProtocolError, RemoteError, Timeout, Unreachable
+from control.commands import COMMAND_LIST, ArgSpec, ArgType, CommandSpec
+from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
 from control.render import format_event, render_result, short, to_json
-from control.schema import COMMANDS, ArgType, CommandSpec, is_node_id_hex
-
-DEFAULT_CONTROL_ENDPOINT: Final = "tcp://127.0.0.1:5555"
-DEFAULT_EVENTS_ENDPOINT: Final = "tcp://127.0.0.1:5556"
-DEFAULT_STATE_DIR: Final = "~/.local/state/webrtc-dht"
-DEFAULT_CLUSTER: Final = "default"
-DEFAULT_TIMEOUT_S: Final = 10.0
-HISTORY_FILE: Final = "dhtctl_history"
-HISTORY_LINES: Final = 1000
+from control.shell import Shell
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -60,34 +54,6 @@ app = typer.Typer(
 )
 cluster_app = typer.Typer(help="Cluster-wide commands (answered by the supervisor).")
 app.add_typer(cluster_app, name="cluster")
-
-
-class UsageFailure(Exception):
-    """Bad input detected by dhtctl itself (exit 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    node: str | None
-    endpoint: str | None
-    json: bool
-    timeout: float
-    debug: bool
-    cluster: str | None
-
-    @property
-    def node_selector(self) -> int | str | None:
-        if self.node is None:
-            return None
-        if self.node == "all":
-            return "all"
-        try:
-            index = int(self.node)
-        except ValueError:
-            index = 0
-        if index < 1:
-            raise UsageFailure(f"--node must be a node index >= 1 or 'all', got {self.node!r}")
-        return index
 
 
 _P = inspect.Parameter
@@ -161,31 +127,42 @@ _app_callback.__annotations__ = {"ctx": typer.Context, **{p.name: p.annotation f
 app.callback()(_app_callback)
 
 
+def _register(
+    target: typer.Typer,
+    name: str,
+    help_text: str,
+    own: list[inspect.Parameter],
+    fn: Callable[..., None],
+) -> None:
+    """Register ``fn(opts, **own)`` as a command with the common options after ``own``."""
+    ctx_param = _P("ctx", _P.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    params = [ctx_param, *own, *_COMMON]
+
+    def callback(ctx: typer.Context, **kwargs: Any) -> None:
+        given = _global_options(ctx)
+        common = {}
+        for p in _COMMON:
+            value = kwargs.pop(p.name)
+            # An option after the command wins; one before it (``dhtctl --node 7 get k``)
+            # fills in what the command line after the command left at its default.
+            common[p.name] = value if value != p.default else given.get(p.name, value)
+        opts = Options(**common)
+        _run(opts, lambda: fn(opts, **kwargs))
+
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    callback.__annotations__ = {p.name: p.annotation for p in params}
+    callback.__name__ = f"cmd_{name}"
+    callback.__doc__ = help_text
+    target.command(name, help=help_text)(callback)
+
+
 def _command(target: typer.Typer, name: str, help_text: str) -> Callable[[F], F]:
     """Register ``fn(opts, ...)`` with the common options appended to its own parameters."""
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "opts"]
-        ctx_param = _P("ctx", _P.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-        params = [ctx_param, *own, *_COMMON]
-
-        def callback(ctx: typer.Context, **kwargs: Any) -> None:
-            given = _global_options(ctx)
-            common = {}
-            for p in _COMMON:
-                value = kwargs.pop(p.name)
-                # An option after the command wins; one before it (``dhtctl --node 7 get k``)
-                # fills in what the command line after the command left at its default.
-                common[p.name] = value if value != p.default else given.get(p.name, value)
-            opts = Options(**common)
-            _run(opts, lambda: fn(opts, **kwargs))
-
-        callback.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        callback.__annotations__ = {p.name: p.annotation for p in params}
-        callback.__name__ = fn.__name__
-        callback.__doc__ = help_text
-        target.command(name, help=help_text)(callback)
+        _register(target, name, help_text, own, fn)
         return fn
 
     return decorate
@@ -224,62 +201,7 @@ def _run(opts: Options, body: Callable[[], None]) -> None:
         _fail(opts, EXIT_FAILED, f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-# -- endpoints ---------------------------------------------------------------------------------
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("DHT_STATE_DIR") or DEFAULT_STATE_DIR).expanduser()
-
-
-def _cluster_state(opts: Options) -> dict[str, Any] | None:
-    name = opts.cluster or os.environ.get("DHTCTL_CLUSTER") or DEFAULT_CLUSTER
-    path = state_dir() / name / "cluster.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if opts.cluster is not None:
-            raise Unreachable(f"no cluster {name!r} ({path} does not exist)") from None
-        return None
-    except (OSError, ValueError) as exc:
-        raise Unreachable(f"cannot read {path}: {exc}") from exc
-    return data if isinstance(data, dict) else None
-
-
-def _check_endpoint(endpoint: str) -> str:
-    if "://" not in endpoint:
-        raise UsageFailure(f"bad endpoint {endpoint!r} (expected e.g. tcp://127.0.0.1:7000)")
-    return endpoint
-
-
-def control_endpoint(opts: Options) -> str:
-    if opts.endpoint:
-        return _check_endpoint(opts.endpoint)
-    if env := os.environ.get("DHTCTL_ENDPOINT"):
-        return _check_endpoint(env)
-    state = _cluster_state(opts)
-    if state is not None and isinstance(state.get("front_endpoint"), str):
-        return str(state["front_endpoint"])
-    return DEFAULT_CONTROL_ENDPOINT
-
-
-def events_endpoint(opts: Options, explicit: str | None) -> str:
-    if explicit:
-        return _check_endpoint(explicit)
-    if env := os.environ.get("DHTCTL_EVENTS"):
-        return _check_endpoint(env)
-    state = _cluster_state(opts)
-    if state is not None and isinstance(state.get("event_endpoint"), str):
-        return str(state["event_endpoint"])
-    return DEFAULT_EVENTS_ENDPOINT
-
-
 # -- commands ----------------------------------------------------------------------------------
-
-
-def _node_id_arg(text: str) -> str:
-    if not is_node_id_hex(text):
-        raise UsageFailure(f"bad node id {text!r}: expected 64 hex digits")
-    return text.lower()
 
 
 def _call(opts: Options, cmd: str, **args: Any) -> dict[str, Any]:
@@ -314,88 +236,54 @@ def _show(opts: Options, cmd: str, result: Mapping[str, Any]) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _simple(name: str) -> None:
-    spec = COMMANDS[name]
+# -- node commands, generated from the command table ----------------------------------------
 
-    def run(opts: Options) -> None:
-        _show(opts, name, _call(opts, name))
-
-    run.__name__ = f"cmd_{name}"
-    _command(app, name, spec.help)(run)
-
-
-for _name in ("id", "peers", "rt", "dump", "stats", "topics", "shutdown", "help"):
-    _simple(_name)
-
-NodeIdArg = Annotated[str, typer.Argument(metavar="NODE_ID", help="64 hex digits")]
+_HELP_NOTES: Final = {
+    "store": " (VALUE is stored as UTF-8)",
+    "get": " (prints the value; --json for details)",
+    "lookup": "; --follow joins and streams new peers",
+}
 
 
-@_command(app, "ping", COMMANDS["ping"].help)
-def cmd_ping(opts: Options, node_id: NodeIdArg) -> None:
-    _show(opts, "ping", _call(opts, "ping", node_id=_node_id_arg(node_id)))
+def _cli_param(arg: ArgSpec) -> inspect.Parameter:
+    """The typer parameter of a command argument: optional ones are options, others arguments."""
+    kind = _P.KEYWORD_ONLY
+    if arg.type is ArgType.PORT:
+        port = typer.Option(
+            f"--{arg.name}", f"-{arg.name[0]}", min=0, max=65535, help=f"{arg.help}."
+        )
+        return _P(arg.name, kind, default=None, annotation=Annotated[int | None, port])
+    if arg.type is ArgType.MAP:
+        meta = typer.Option(f"--{arg.name}", help="JSON object to advertise.")
+        return _P(arg.name, kind, default=None, annotation=Annotated[str | None, meta])
+    help_text = "64 hex digits" if arg.type is ArgType.NODE_ID else None
+    value = typer.Argument(metavar=arg.name.upper(), help=help_text)
+    return _P(arg.name, kind, annotation=Annotated[str, value])
 
 
-@_command(app, "find", COMMANDS["find"].help)
-def cmd_find(opts: Options, node_id: NodeIdArg) -> None:
-    _show(opts, "find", _call(opts, "find", node_id=_node_id_arg(node_id)))
+def _wire_value(arg: ArgSpec, value: Any) -> Any:
+    """A command-line value as the command argument it stands for."""
+    if arg.type is ArgType.NODE_ID:
+        return node_id_arg(value)
+    if arg.type is ArgType.BYTES:
+        return str(value).encode("utf-8")
+    if arg.type is ArgType.MAP:
+        return meta_arg(value)
+    return value
 
 
-@_command(app, "connect", COMMANDS["connect"].help)
-def cmd_connect(opts: Options, node_id: NodeIdArg) -> None:
-    _show(opts, "connect", _call(opts, "connect", node_id=_node_id_arg(node_id)))
+def _node_command(spec: CommandSpec) -> None:
+    def run(opts: Options, **values: Any) -> None:
+        args = {a.name: _wire_value(a, values[a.name]) for a in spec.args}
+        _show(opts, spec.name, _call(opts, spec.name, **args))
 
-
-@_command(app, "disconnect", COMMANDS["disconnect"].help)
-def cmd_disconnect(opts: Options, node_id: NodeIdArg) -> None:
-    _show(opts, "disconnect", _call(opts, "disconnect", node_id=_node_id_arg(node_id)))
-
-
-@_command(app, "store", COMMANDS["store"].help + " (VALUE is stored as UTF-8)")
-def cmd_store(
-    opts: Options,
-    key: Annotated[str, typer.Argument(metavar="KEY")],
-    value: Annotated[str, typer.Argument(metavar="VALUE")],
-) -> None:
-    _show(opts, "store", _call(opts, "store", key=key, value=value.encode("utf-8")))
-
-
-@_command(app, "get", COMMANDS["get"].help + " (prints the value; --json for details)")
-def cmd_get(opts: Options, key: Annotated[str, typer.Argument(metavar="KEY")]) -> None:
-    _show(opts, "get", _call(opts, "get", key=key))
-
-
-def _meta(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise UsageFailure(f"--meta is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise UsageFailure("--meta must be a JSON object")
-    return meta
+    params = [_cli_param(a) for a in spec.args]
+    _register(app, spec.name, spec.help + _HELP_NOTES.get(spec.name, ""), params, run)
 
 
 TopicArg = Annotated[str, typer.Argument(metavar="TOPIC")]
-PortOpt = Annotated[
-    int | None, typer.Option("--port", "-p", min=0, max=65535, help="service port to advertise.")
-]
-MetaOpt = Annotated[str | None, typer.Option("--meta", help="JSON object to advertise.")]
 
 
-@_command(app, "announce", COMMANDS["announce"].help)
-def cmd_announce(
-    opts: Options, topic: TopicArg, port: PortOpt = None, meta: MetaOpt = None
-) -> None:
-    _show(opts, "announce", _call(opts, "announce", topic=topic, port=port, meta=_meta(meta)))
-
-
-@_command(app, "unannounce", COMMANDS["unannounce"].help)
-def cmd_unannounce(opts: Options, topic: TopicArg) -> None:
-    _show(opts, "unannounce", _call(opts, "unannounce", topic=topic))
-
-
-@_command(app, "lookup", COMMANDS["lookup"].help + "; --follow joins and streams new peers")
 def cmd_lookup(
     opts: Options,
     topic: TopicArg,
@@ -428,9 +316,11 @@ def cmd_lookup(
                 typer.echo(f"- {payload.get('peer')} ({payload.get('reason')})")
 
 
-@_command(app, "join", COMMANDS["join"].help)
-def cmd_join(opts: Options, topic: TopicArg, port: PortOpt = None, meta: MetaOpt = None) -> None:
-    _show(opts, "join", _call(opts, "join", topic=topic, port=port, meta=_meta(meta)))
+for _spec in COMMAND_LIST:
+    if _spec.name == "lookup":  # --follow streams events: written out above
+        _command(app, "lookup", _spec.help + _HELP_NOTES["lookup"])(cmd_lookup)
+    else:
+        _node_command(_spec)
 
 
 @_command(app, "watch", "stream events, one line each (JSON Lines with --json)")
@@ -464,148 +354,6 @@ def cmd_cluster_status(opts: Options) -> None:
 @_command(app, "shell", "interactive shell attached to one node (quit/exit or Ctrl-D to leave)")
 def cmd_shell(opts: Options) -> None:
     Shell(opts).run()
-
-
-# -- shell -------------------------------------------------------------------------------------
-
-SHELL_COMMANDS: Final = tuple(c for c in COMMANDS if c != "shutdown")
-
-
-class Shell:
-    """The seed's interactive client, on top of the control plane."""
-
-    def __init__(self, opts: Options) -> None:
-        self.opts = opts
-        self.client = ControlClient(control_endpoint(opts), timeout_s=opts.timeout)
-        self.node = opts.node_selector
-
-    def call(self, cmd: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        return self.client.request(cmd, args, node=self.node)
-
-    def run(self) -> None:
-        try:
-            me = self.call("id", {})
-            prompt = f"dht[{short(me.get('id'))}]> "
-            history = _History()
-            with history:
-                for line in _read_lines(prompt):
-                    if not self.execute(line):
-                        break
-        finally:
-            self.client.close()
-
-    def execute(self, line: str) -> bool:
-        """Run one line; False to leave the shell."""
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            typer.echo(f"error: {exc}")
-            return True
-        if not words:
-            return True
-        cmd, rest = words[0], words[1:]
-        if cmd in ("quit", "exit"):
-            return False
-        if cmd == "help":
-            typer.echo(self.help_text())
-            return True
-        spec = COMMANDS.get(cmd)
-        if spec is None or cmd not in SHELL_COMMANDS:
-            typer.echo(f"error: unknown command {cmd!r} (try 'help')")
-            return True
-        try:
-            args = _shell_args(spec, rest)
-            result = self.call(cmd, args)
-        except (UsageFailure, ControlError) as exc:
-            message = exc.message if isinstance(exc, RemoteError) else str(exc)
-            typer.echo(f"error: {message}")
-            return True
-        typer.echo(to_json(result) if self.opts.json else render_result(cmd, result))
-        return True
-
-    @staticmethod
-    def help_text() -> str:
-        lines = []
-        for name in SHELL_COMMANDS:
-            spec = COMMANDS[name]
-            usage = " ".join(
-                a.name.upper() if a.required else f"[{a.name.upper()}]" for a in spec.args
-            )
-            lines.append(f"  {(name + ' ' + usage).strip():<28} {spec.help}")
-        lines.append(f"  {'quit | exit':<28} leave the shell")
-        return "commands:\n" + "\n".join(lines)
-
-
-def _shell_args(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
-    """Positional words -> arguments; a bytes argument takes the rest of the line."""
-    args: dict[str, Any] = {}
-    rest = list(words)
-    for arg in spec.args:
-        if not rest:
-            if arg.required:
-                raise UsageFailure(f"usage: {spec.name} " + " ".join(a.name for a in spec.args))
-            break
-        if arg.type is ArgType.BYTES:
-            args[arg.name] = " ".join(rest).encode("utf-8")
-            rest = []
-        elif arg.type is ArgType.NODE_ID:
-            args[arg.name] = _node_id_arg(rest.pop(0))
-        elif arg.type is ArgType.PORT:
-            word = rest.pop(0)
-            try:
-                args[arg.name] = int(word)
-            except ValueError:
-                raise UsageFailure(f"{arg.name} must be a number, got {word!r}") from None
-        elif arg.type is ArgType.MAP:
-            args[arg.name] = _meta(" ".join(rest))
-            rest = []
-        else:
-            args[arg.name] = rest.pop(0)
-    if rest:
-        raise UsageFailure(f"too many arguments for {spec.name}")
-    return args
-
-
-def _read_lines(prompt: str) -> Iterator[str]:
-    while True:
-        try:
-            yield input(prompt)
-        except EOFError:
-            typer.echo("")
-            return
-        except KeyboardInterrupt:
-            typer.echo("")
-
-
-class _History:
-    """readline history in the state dir; silently absent without readline or a writable dir."""
-
-    def __init__(self) -> None:
-        self.path = state_dir() / HISTORY_FILE
-        try:
-            import readline
-        except ImportError:
-            self.readline: Any = None
-        else:
-            self.readline = readline
-
-    def __enter__(self) -> _History:
-        if self.readline is not None:
-            try:
-                self.readline.read_history_file(str(self.path))
-            except OSError:
-                pass
-            self.readline.set_history_length(HISTORY_LINES)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.readline is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.readline.write_history_file(str(self.path))
-        except OSError:
-            pass
 
 
 def main() -> None:

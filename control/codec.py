@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from control.schema import MAX_REQUEST_BYTES
+from control.limits import MAX_REQUEST_BYTES
 
 
 class CodecError(ValueError):

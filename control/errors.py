@@ -1,8 +1,10 @@
 """Errors of the control plane.
 
-Node side (raised by ``NodeAPI`` implementations, turned into error replies by the server)::
+Serving side — one coded error for nodes and the supervisor alike; the ROUTER server
+(``control.server``) turns it into ``{"ok": false, "error": {"code", "message", "details"?}}``::
 
-    CommandError(code, message, details)
+    CommandError(code, message, details)     a malformed request, bad arguments, or a command
+                                             that failed (not found, no quorum, node down, ...)
 
 Client side (raised by ``ControlClient`` / ``AsyncControlClient``)::
 
@@ -16,35 +18,71 @@ Client side (raised by ``ControlClient`` / ``AsyncControlClient``)::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
-from control.schema import ErrorCode
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_COMMAND = "unknown_command"
+    BAD_ARGS = "bad_args"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    QUORUM_NOT_MET = "quorum_not_met"
+    NODE_UNAVAILABLE = "node_unavailable"
+    INTERNAL = "internal"
 
 
-class CommandError(Exception):
-    """A command failed on the node; becomes ``{"ok": false, "error": {...}}``."""
+def error_body(
+    code: ErrorCode | str, message: str, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``error`` map of a reply (``details`` only when given)."""
+    error: dict[str, Any] = {"code": str(code), "message": message}
+    if details is not None:
+        error["details"] = dict(details)
+    return error
+
+
+def as_code(code: ErrorCode | str) -> ErrorCode | str:
+    """``code`` as an ``ErrorCode`` when it is one (a newer peer may send codes we do not know)."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return code
+
+
+class _Coded(Exception):
+    """An error reply's content: ``code``, ``message`` and optional ``details``."""
 
     def __init__(
         self, code: ErrorCode | str, message: str, details: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__(message)
-        self.code = str(code)
+        self.code = as_code(code)
         self.message = message
         self.details = dict(details) if details is not None else None
+
+    def error(self) -> dict[str, Any]:
+        """The ``error`` map of the reply."""
+        return error_body(self.code, self.message, self.details)
+
+
+class CommandError(_Coded):
+    """A request or a command failed; becomes ``{"ok": false, "error": {...}}``."""
 
 
 class ControlError(Exception):
     """Base of every client-side control-plane error."""
 
 
-class RemoteError(ControlError):
+class RemoteError(_Coded, ControlError):
     """The server replied with an error."""
 
-    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.details = dict(details) if details is not None else None
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class ProtocolError(ControlError):

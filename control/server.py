@@ -1,25 +1,23 @@
-"""The node's control server: commands on a ROUTER socket, events on a PUB socket.
+"""The control plane's server: the envelope on a ROUTER socket, and the node's control server.
+
+``RouterServer`` is the one implementation of the request/reply side, used by the node's
+``ControlServer`` (dispatching to a ``NodeAPI``) and by the supervisor's front endpoint
+(dispatching to the cluster or routing to node i / all, ``supervisor.front``).
 
 Theory of operation:
 - Clients are REQ sockets (or DEALERs that send the same envelope). The ROUTER receives
   ``[identity..., b"", body]``; every request runs in its own task and its reply is sent as
-  ``[identity..., b"", reply]`` when ready, so a slow command (a lookup) never blocks the loop
-  or other clients. At most ``max_inflight`` requests run at once; beyond that the receive loop
-  waits (back-pressure through ZeroMQ's queues).
+  ``[identity..., b"", reply]`` when ready, so a slow command (a lookup, a slow node behind the
+  supervisor) never blocks the loop or other clients. At most ``max_inflight`` requests run at
+  once; beyond that the receive loop waits (back-pressure through ZeroMQ's queues).
 - Invariant: every request that reaches ``handle`` gets exactly one reply, whatever its
   content. Protocol errors map to ``bad_request`` / ``unsupported_version`` / ``unknown_command``
-  / ``bad_args`` / ``too_large``; a ``CommandError`` from the API keeps its code; any other
-  exception is logged with its traceback and answered ``internal`` — the node stays up.
-- Frames above ``HARD_MAX_FRAME_BYTES`` make ZeroMQ drop the connection (no reply is possible
+  / ``bad_args`` / ``too_large``; a ``CommandError`` from the dispatcher keeps its code; any other
+  exception is logged with its traceback and answered ``internal`` — the server stays up.
+- Frames above ``max_frame_bytes`` make ZeroMQ drop the connection (no reply is possible
   then); frames between ``MAX_REQUEST_BYTES`` and that get ``too_large``.
-- The envelope's ``node`` field (a supervisor concept) is accepted and ignored here.
-- ``publish`` never blocks: PUB drops events for slow subscribers.
-
-``dispatch`` is the override point for a server that routes requests elsewhere (the supervisor
-front endpoint speaks the same protocol).
-
-``python -m control.server --fake`` runs a server over ``FakeNodeAPI`` (tests, benchmarks) and
-prints its bound endpoints as one JSON line.
+- The envelope's ``node`` field (a supervisor concept) is accepted and ignored by a node.
+- ``ControlServer.publish`` never blocks: PUB drops events for slow subscribers.
 """
 
 from __future__ import annotations
@@ -29,23 +27,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import zmq
 import zmq.asyncio
 
-from control.api import NodeAPI
 from control.codec import CodecError, pack, unpack
-from control.errors import CommandError
+from control.commands import COMMANDS, NodeAPI, help_result
+from control.errors import CommandError, ErrorCode
 from control.schema import (
-    COMMANDS,
     MAX_REQUEST_BYTES,
-    ErrorCode,
     Request,
-    SchemaError,
     error_reply,
-    help_result,
     ok_reply,
     parse_request,
     request_id_of,
@@ -57,59 +51,150 @@ log = logging.getLogger(__name__)
 HARD_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT: Final = 256
 
+Dispatch = Callable[[Request], Awaitable[Mapping[str, Any]]]
+"""Answers one request with its result map, or raises ``CommandError``."""
 
-class ControlServer:
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """ROUTER frames -> (routing prefix to echo, body frames).
+
+    A REQ client's prefix ends with the empty delimiter; a DEALER without it sends
+    ``[identity, body...]``."""
+    try:
+        split = frames.index(b"") + 1
+    except ValueError:
+        split = 1
+    return frames[:split], frames[split:]
+
+
+def decode_body(body: list[bytes]) -> object:
+    """The body frames of one request -> the decoded msgpack object. Raises ``CommandError``."""
+    if len(body) != 1:
+        raise CommandError(
+            ErrorCode.BAD_REQUEST, f"a request is exactly one frame, got {len(body)}"
+        )
+    if len(body[0]) > MAX_REQUEST_BYTES:
+        raise CommandError(
+            ErrorCode.TOO_LARGE,
+            f"request is {len(body[0])} bytes, the limit is {MAX_REQUEST_BYTES}",
+        )
+    try:
+        return unpack(body[0])
+    except CodecError as exc:
+        raise CommandError(ErrorCode.BAD_REQUEST, str(exc)) from exc
+
+
+def api_dispatch(api: NodeAPI) -> Dispatch:
+    """Validate the arguments against the command table and call the ``NodeAPI`` method."""
+
+    async def dispatch(request: Request) -> Mapping[str, Any]:
+        spec = COMMANDS.get(request.cmd)
+        if spec is None:
+            raise CommandError(
+                ErrorCode.UNKNOWN_COMMAND, f"unknown command {request.cmd!r} (try 'help')"
+            )
+        kwargs = validate_args(spec, request.args)
+        if spec.name == "help":
+            return help_result()
+        result = await getattr(api, spec.name)(**kwargs)
+        if not isinstance(result, Mapping):
+            raise TypeError(f"{spec.name} returned {type(result).__name__}, not a map")
+        return result
+
+    return dispatch
+
+
+class RouterServer:
+    """The request/reply envelope on one ROUTER socket; ``dispatch`` answers each request."""
+
     def __init__(
         self,
-        api: NodeAPI,
-        control_endpoint: str,
-        events_endpoint: str,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        dispatch: Dispatch,
         *,
-        node_id: str | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
     ) -> None:
-        self.api = api
-        self.node_id = node_id
-        self.control_endpoint = control_endpoint
-        """The bound endpoint once started (a ``*`` or ``0`` port replaced by the real one)."""
-        self.events_endpoint = events_endpoint
+        self.endpoint = endpoint
+        """The bound endpoint once bound (a ``*`` or ``0`` port replaced by the real one)."""
+        self.dispatch = dispatch
         self.requests_served = 0
         self.internal_errors = 0
-        self.events_dropped = 0
-        self._ctx: zmq.asyncio.Context | None = None
-        self._router: zmq.asyncio.Socket | None = None
-        self._pub: zmq.Socket[bytes] | None = None
+        self._ctx = ctx
+        self._max_frame_bytes = max_frame_bytes
+        self._sock: zmq.asyncio.Socket | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_inflight)
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Bind both sockets (raises ``zmq.ZMQError`` if an endpoint is taken) and serve."""
-        ctx = zmq.asyncio.Context()
-        router = ctx.socket(zmq.ROUTER)
-        pub: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
+    def bind(self) -> str:
+        """Bind the ROUTER (raises ``zmq.ZMQError`` if the endpoint is taken)."""
+        sock = self._ctx.socket(zmq.ROUTER)
         try:
-            for sock in (router, pub):
-                sock.setsockopt(zmq.LINGER, 0)
-            router.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_FRAME_BYTES)
-            router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-            router.bind(self.control_endpoint)
-            pub.bind(self.events_endpoint)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame_bytes)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            sock.bind(self.endpoint)
         except zmq.ZMQError:
-            router.close(linger=0)
-            pub.close(linger=0)
-            ctx.term()
+            sock.close(linger=0)
             raise
-        self.control_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.events_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._ctx, self._router, self._pub = ctx, router, pub
-        self._loop_task = asyncio.create_task(self._serve_forever(router), name="control-server")
-        log.info("control on %s, events on %s", self.control_endpoint, self.events_endpoint)
+        self._sock = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self.endpoint
+
+    def start(self) -> None:
+        """Serve in a background task (``bind`` first)."""
+        self._loop_task = asyncio.create_task(self.serve(), name=f"router {self.endpoint}")
+
+    async def serve(self) -> None:
+        """Receive requests forever, each answered in its own task."""
+        sock = self._sock
+        assert sock is not None, "bind() first"
+        while True:
+            frames = await sock.recv_multipart()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._serve_one(sock, frames))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("control request task failed", exc_info=task.exception())
+
+    async def _serve_one(self, sock: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+        routing, body = split_envelope(frames)
+        reply = await self.handle(body)
+        self.requests_served += 1
+        try:
+            await sock.send_multipart([*routing, reply])
+        except zmq.ZMQError as exc:
+            log.warning("control reply not sent: %s", exc)
+
+    async def handle(self, body: list[bytes]) -> bytes:
+        """Turn the body frames of one request into the encoded reply. Never raises."""
+        rid: int | str | None = None
+        try:
+            obj = decode_body(body)
+            rid = request_id_of(obj)
+            reply = ok_reply(rid, await self.dispatch(parse_request(obj)))
+        except CommandError as exc:
+            reply = error_reply(rid, exc.code, exc.message, exc.details)
+        except Exception as exc:
+            self.internal_errors += 1
+            log.exception("control command failed")
+            reply = error_reply(rid, ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        try:
+            return pack(reply)
+        except CodecError as exc:
+            self.internal_errors += 1
+            log.error("control reply could not be encoded: %s", exc)
+            return pack(error_reply(rid, ErrorCode.INTERNAL, "internal error: unencodable result"))
 
     async def close(self, linger_ms: int = 0) -> None:
-        """Stop serving; cancel running commands; close the sockets (idempotent)."""
+        """Stop serving; cancel running requests; close the socket (idempotent)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,13 +205,77 @@ class ControlServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close(linger=linger_ms)
+            self._sock = None
+
+
+class ControlServer:
+    """A node's control plane: commands (``RouterServer`` over ``api``) and events (PUB)."""
+
+    def __init__(
+        self,
+        api: NodeAPI,
+        control_endpoint: str,
+        events_endpoint: str,
+        *,
+        node_id: str | None = None,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        dispatch: Dispatch | None = None,
+    ) -> None:
+        self.api = api
+        self.node_id = node_id
+        self.control_endpoint = control_endpoint
+        """The bound endpoint once started (a ``*`` or ``0`` port replaced by the real one)."""
+        self.events_endpoint = events_endpoint
+        self.events_dropped = 0
+        self._dispatch = dispatch or api_dispatch(api)
+        self._max_inflight = max_inflight
+        self._ctx: zmq.asyncio.Context | None = None
+        self._router: RouterServer | None = None
+        self._pub: zmq.Socket[bytes] | None = None
+
+    @property
+    def requests_served(self) -> int:
+        return self._router.requests_served if self._router is not None else 0
+
+    @property
+    def internal_errors(self) -> int:
+        return self._router.internal_errors if self._router is not None else 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind both sockets (raises ``zmq.ZMQError`` if an endpoint is taken) and serve."""
+        ctx = zmq.asyncio.Context()
+        router = RouterServer(
+            ctx, self.control_endpoint, self._dispatch, max_inflight=self._max_inflight
+        )
+        pub: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
+        try:
+            pub.setsockopt(zmq.LINGER, 0)
+            router.bind()
+            pub.bind(self.events_endpoint)
+        except zmq.ZMQError:
+            await router.close()
+            pub.close(linger=0)
+            ctx.term()
+            raise
+        self.control_endpoint = router.endpoint
+        self.events_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._ctx, self._router, self._pub = ctx, router, pub
+        router.start()
+        log.info("control on %s, events on %s", self.control_endpoint, self.events_endpoint)
+
+    async def close(self, linger_ms: int = 0) -> None:
+        """Stop serving; cancel running commands; close the sockets (idempotent)."""
         if self._router is not None:
-            self._router.close(linger=linger_ms)
+            await self._router.close(linger_ms)
         if self._pub is not None:
             self._pub.close(linger=linger_ms)
         if self._ctx is not None:
             self._ctx.term()
-        self._ctx = self._router = self._pub = None
+        self._ctx = self._pub = None
 
     async def __aenter__(self) -> ControlServer:
         await self.start()
@@ -152,86 +301,6 @@ class ControlServer:
             self.events_dropped += 1
             log.warning("event %r dropped: %s", topic, exc)
 
-    # -- requests ----------------------------------------------------------------------------
-
-    async def _serve_forever(self, router: zmq.asyncio.Socket) -> None:
-        while True:
-            frames = await router.recv_multipart()
-            await self._slots.acquire()
-            task = asyncio.create_task(self._serve_one(router, frames))
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("control request task failed", exc_info=task.exception())
-
-    async def _serve_one(self, router: zmq.asyncio.Socket, frames: list[bytes]) -> None:
-        try:
-            split = frames.index(b"") + 1
-        except ValueError:
-            split = 1  # a DEALER without the REQ delimiter: [identity, body...]
-        envelope, body = frames[:split], frames[split:]
-        reply = await self.handle(body)
-        self.requests_served += 1
-        try:
-            await router.send_multipart([*envelope, reply])
-        except zmq.ZMQError as exc:
-            log.warning("control reply not sent: %s", exc)
-
-    async def handle(self, body: list[bytes]) -> bytes:
-        """Turn the body frames of one request into the encoded reply. Never raises."""
-        rid: int | str | None = None
-        try:
-            if len(body) != 1:
-                raise SchemaError(
-                    ErrorCode.BAD_REQUEST, f"a request is exactly one frame, got {len(body)}"
-                )
-            if len(body[0]) > MAX_REQUEST_BYTES:
-                raise SchemaError(
-                    ErrorCode.TOO_LARGE,
-                    f"request is {len(body[0])} bytes, the limit is {MAX_REQUEST_BYTES}",
-                )
-            try:
-                obj = unpack(body[0])
-            except CodecError as exc:
-                raise SchemaError(ErrorCode.BAD_REQUEST, str(exc)) from exc
-            rid = request_id_of(obj)
-            request = parse_request(obj)
-            result = await self.dispatch(request)
-            reply = ok_reply(rid, result)
-        except SchemaError as exc:
-            reply = error_reply(rid, exc.code, exc.message)
-        except CommandError as exc:
-            reply = error_reply(rid, exc.code, exc.message, exc.details)
-        except Exception as exc:
-            self.internal_errors += 1
-            log.exception("control command failed")
-            reply = error_reply(rid, ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
-        try:
-            return pack(reply)
-        except CodecError as exc:
-            self.internal_errors += 1
-            log.error("control reply could not be encoded: %s", exc)
-            return pack(error_reply(rid, ErrorCode.INTERNAL, "internal error: unencodable result"))
-
-    async def dispatch(self, request: Request) -> Mapping[str, Any]:
-        """Validate the arguments and call the API (override to route requests elsewhere)."""
-        spec = COMMANDS.get(request.cmd)
-        if spec is None:
-            raise SchemaError(
-                ErrorCode.UNKNOWN_COMMAND, f"unknown command {request.cmd!r} (try 'help')"
-            )
-        kwargs = validate_args(spec, request.args)
-        if spec.name == "help":
-            return help_result()
-        result = await getattr(self.api, spec.name)(**kwargs)
-        if not isinstance(result, Mapping):
-            raise TypeError(f"{spec.name} returned {type(result).__name__}, not a map")
-        return result
-
 
 class ThreadedControlServer:
     """A ``ControlServer`` on its own event loop in a daemon thread, for sync code and tests.
@@ -246,9 +315,12 @@ class ThreadedControlServer:
         events_endpoint: str = "tcp://127.0.0.1:*",
         *,
         node_id: str | None = None,
+        dispatch: Dispatch | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
-        self.server = ControlServer(api, control_endpoint, events_endpoint, node_id=node_id)
+        self.server = ControlServer(
+            api, control_endpoint, events_endpoint, node_id=node_id, dispatch=dispatch
+        )
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     @property
@@ -280,46 +352,3 @@ class ThreadedControlServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-async def _run_fake(control: str, events: str) -> None:
-    import json
-    import signal
-    import sys
-
-    from control.api import FakeNodeAPI
-
-    api = FakeNodeAPI()
-    server = ControlServer(api, control, events, node_id=api.node_id)
-    await server.start()
-    print(
-        json.dumps({"control": server.control_endpoint, "events": server.events_endpoint}),
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    shutdown = asyncio.create_task(api.shutdown_requested.wait())
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({shutdown, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    shutdown.cancel()
-    stopped.cancel()
-    await server.close(linger_ms=100)
-    sys.stdout.flush()
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m control.server")
-    parser.add_argument("--fake", action="store_true", required=True, help="serve FakeNodeAPI")
-    parser.add_argument("--control", default="tcp://127.0.0.1:*")
-    parser.add_argument("--events", default="tcp://127.0.0.1:*")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_run_fake(args.control, args.events))
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@
     ├── ClusterNotRunning    no live supervisor for the named cluster
     ├── ClusterUnreachable   the supervisor's front endpoint did not answer in time
     ├── NotFormed            the DHT did not form before the deadline
-    └── CommandFailed        an error reply from the front endpoint (code, message, details)
+    └── CommandFailed        an error reply from the front endpoint: a ``control.errors.RemoteError``
         └── KeyNotFound      ``get`` of a key nobody holds (code ``not_found``)
 
 Local misuse (bad arguments to the Python API) raises ``ValueError`` as usual.
@@ -14,8 +14,7 @@ Local misuse (bad arguments to the Python API) raises ``ValueError`` as usual.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from control.errors import RemoteError
 
 
 class SupervisorError(Exception):
@@ -42,14 +41,9 @@ class NotFormed(SupervisorError):
     """The DHT did not form before the deadline."""
 
 
-class CommandFailed(SupervisorError):
-    """An error reply from the front endpoint (or a node behind it)."""
-
-    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.details: dict[str, Any] = dict(details or {})
+class CommandFailed(SupervisorError, RemoteError):
+    """An error reply from the front endpoint (or a node behind it): ``code``, ``message``,
+    ``details``, as every coded control-plane error."""
 
 
 class KeyNotFound(CommandFailed):

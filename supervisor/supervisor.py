@@ -35,16 +35,11 @@ import zmq
 import zmq.asyncio
 
 from control.client import AsyncControlClient, decode_event
-from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
-from supervisor.front import (
-    ErrorCode,
-    FrontServer,
-    Request,
-    RequestError,
-    error_reply,
-    ok_reply,
-    pack,
-)
+from control.codec import pack
+from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
+from control.schema import Request
+from control.server import RouterServer
+from supervisor.front import front_server, route
 from supervisor.launcher import Launcher, MemberHandle, MemberSpec, MemberState, Role
 from supervisor.metrics import ClusterMetrics
 from supervisor.ports import HOST, pick_port, tcp_endpoint
@@ -110,10 +105,10 @@ class Member:
         return self.spec.role
 
 
-def _arg_int(args: Mapping[str, Any], name: str, req_id: Any) -> int:
+def _arg_int(args: Mapping[str, Any], name: str) -> int:
     value = args.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestError(ErrorCode.BAD_ARGS, f"'{name}' must be an integer", req_id)
+        raise CommandError(ErrorCode.BAD_ARGS, f"'{name}' must be an integer")
     return value
 
 
@@ -135,7 +130,7 @@ class Supervisor:
         self.peers: dict[int, Member] = {}
         self.signaling: Member | None = None
         self.stop_requested = asyncio.Event()
-        self._front: FrontServer | None = None
+        self._front: RouterServer | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._taken_ports: set[int] = set()
@@ -236,7 +231,7 @@ class Supervisor:
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
         self._pub.bind(self.events_endpoint)
-        self._front = FrontServer(self.ctx, self.front_endpoint, self.handle_request)
+        self._front = front_server(self.ctx, self.front_endpoint, self.handle_request)
         self._front.bind()
         try:
             self.metrics.serve(HOST, metrics_port)
@@ -479,59 +474,28 @@ class Supervisor:
 
     # -- front endpoint ------------------------------------------------------------------------
 
-    async def handle_request(self, req: Request) -> dict[str, Any]:
-        if req.cmd.startswith("cluster."):
-            handler = self._cluster_commands().get(req.cmd)
-            if handler is None:
-                raise RequestError(
-                    ErrorCode.UNKNOWN_COMMAND, f"unknown supervisor command {req.cmd!r}", req.id
-                )
-            return ok_reply(req.id, await handler(req))
-        if req.node == "all":
-            members = [self.peers[i] for i in sorted(self.peers)]
-            replies = await asyncio.gather(
-                *(self._forward(m, req.cmd, req.args, None) for m in members)
-            )
-            results = {}
-            for member, reply in zip(members, replies, strict=True):
-                entry = {"ok": reply["ok"]}
-                entry["result" if reply["ok"] else "error"] = reply.get(
-                    "result" if reply["ok"] else "error"
-                )
-                results[str(member.index)] = entry
-            return ok_reply(req.id, {"results": results})
-        index = 1 if req.node is None else req.node
-        target = self.peers.get(index) if isinstance(index, int) else None
-        if target is None:
-            raise RequestError(
-                ErrorCode.BAD_ARGS,
-                f"no node {index!r}: this cluster has nodes 1..{len(self.peers)}",
-                req.id,
-            )
-        return await self._forward(target, req.cmd, req.args, req.id)
+    async def handle_request(self, req: Request) -> Mapping[str, Any]:
+        return await route(req, self._cluster_commands(), self.peers, self._forward)
 
-    async def _forward(
-        self, member: Member, cmd: str, args: Mapping[str, Any], req_id: Any
-    ) -> dict[str, Any]:
+    async def _forward(self, member: Member, cmd: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if member.client is None or member.health is Health.DOWN or member.stopping:
-            return error_reply(
-                req_id, ErrorCode.NODE_UNAVAILABLE, f"node {member.index} is down (restarting)"
+            raise CommandError(
+                ErrorCode.NODE_UNAVAILABLE, f"node {member.index} is down (restarting)"
             )
         try:
-            result = await member.client.request(cmd, args, timeout_s=NODE_COMMAND_TIMEOUT_S)
+            return await member.client.request(cmd, args, timeout_s=NODE_COMMAND_TIMEOUT_S)
         except RemoteError as exc:
-            return error_reply(req_id, exc.code, exc.message, exc.details)
+            raise CommandError(exc.code, exc.message, exc.details) from None
         except Unreachable as exc:
-            return error_reply(
-                req_id, ErrorCode.NODE_UNAVAILABLE, f"node {member.index} is unreachable: {exc}"
-            )
+            raise CommandError(
+                ErrorCode.NODE_UNAVAILABLE, f"node {member.index} is unreachable: {exc}"
+            ) from None
         except Timeout as exc:
-            return error_reply(req_id, ErrorCode.TIMEOUT, f"node {member.index}: {exc}")
+            raise CommandError(ErrorCode.TIMEOUT, f"node {member.index}: {exc}") from None
         except ProtocolError as exc:
-            return error_reply(req_id, ErrorCode.INTERNAL, f"node {member.index}: {exc}")
-        return ok_reply(req_id, result)
+            raise CommandError(ErrorCode.INTERNAL, f"node {member.index}: {exc}") from None
 
-    def _cluster_commands(self) -> dict[str, Callable[[Request], Awaitable[dict[str, Any]]]]:
+    def _cluster_commands(self) -> dict[str, Callable[[Request], Awaitable[Mapping[str, Any]]]]:
         return {
             "cluster.status": self._cmd_status,
             "cluster.scale": self._cmd_scale,
@@ -589,9 +553,9 @@ class Supervisor:
         }
 
     async def _cmd_scale(self, req: Request) -> dict[str, Any]:
-        target = _arg_int(req.args, "peers", req.id)
+        target = _arg_int(req.args, "peers")
         if not 1 <= target <= MAX_PEERS:
-            raise RequestError(ErrorCode.BAD_ARGS, f"peers must be in 1..{MAX_PEERS}", req.id)
+            raise CommandError(ErrorCode.BAD_ARGS, f"peers must be in 1..{MAX_PEERS}")
         async with self._scale_lock:
             added, removed = [], []
             current = len(self.peers)
@@ -609,22 +573,21 @@ class Supervisor:
         return {"peers": len(self.peers), "added": added, "removed": removed}
 
     def _member_arg(self, req: Request) -> Member:
-        index = _arg_int(req.args, "index", req.id)
+        index = _arg_int(req.args, "index")
         if index == 0 and self.signaling is not None:
             return self.signaling
         member = self.peers.get(index)
         if member is None:
-            raise RequestError(
+            raise CommandError(
                 ErrorCode.BAD_ARGS,
                 f"no member {index}: 0 is the signaling server, peers are 1..{len(self.peers)}",
-                req.id,
             )
         return member
 
     async def _cmd_kill(self, req: Request) -> dict[str, Any]:
         member = self._member_arg(req)
         if member.handle is None:
-            raise RequestError(ErrorCode.NODE_UNAVAILABLE, f"member {member.index} is down", req.id)
+            raise CommandError(ErrorCode.NODE_UNAVAILABLE, f"member {member.index} is down")
         await self._call(self.launcher.kill, member.handle)
         return {"index": member.index, "killed": True, "ref": member.handle.ref}
 

@@ -1,4 +1,4 @@
-"""ControlServer and clients over real ZeroMQ sockets on 127.0.0.1, with FakeNodeAPI."""
+"""ControlServer and clients over real ZeroMQ sockets on 127.0.0.1, with FakeNode."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import zmq.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control.api import FakeNodeAPI
 from control.client import (
     AsyncControlClient,
     AsyncEventSubscriber,
@@ -26,15 +25,16 @@ from control.codec import pack, unpack
 from control.errors import RemoteError, Timeout, Unreachable
 from control.schema import COMMANDS, MAX_REQUEST_BYTES, MAX_VALUE_BYTES
 from control.server import ControlServer, ThreadedControlServer
+from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 
 REPLY_TIMEOUT_S = 5.0
-PEER = FakeNodeAPI().peer_ids[0]
+PEER = FakeNode().peer_ids[0]
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[ControlServer]:
-    api = FakeNodeAPI(slow_s=1.0)
+    api = FakeNode(slow_s=1.0)
     srv = ControlServer(api, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", node_id=api.node_id)
     await srv.start()
     yield srv
@@ -263,7 +263,7 @@ async def test_publish_adds_ts_and_node(server: ControlServer) -> None:
 
 @pytest.fixture
 def threaded() -> Iterator[ThreadedControlServer]:
-    api = FakeNodeAPI(slow_s=1.0)
+    api = FakeNode(slow_s=1.0)
     with ThreadedControlServer(api, node_id=api.node_id) as srv:
         yield srv
 
@@ -276,7 +276,7 @@ def test_sync_client_roundtrip_and_remote_error(threaded: ThreadedControlServer)
             client.call("get", key="missing")
         assert err.value.code == "not_found"
         assert err.value.message == "key not found: missing"
-        assert client.call("id", node=2)["id"] == FakeNodeAPI().node_id  # node field ignored
+        assert client.call("id", node=2)["id"] == FakeNode().node_id  # node field ignored
 
 
 def test_sync_client_unreachable_is_fast() -> None:
@@ -334,7 +334,7 @@ def test_sync_event_subscriber(threaded: ThreadedControlServer) -> None:
             pytest.fail("no event received")
         assert event[0] == "record.stored"
         assert event[1]["size"] == 3
-        assert event[1]["node"] == FakeNodeAPI().node_id
+        assert event[1]["node"] == FakeNode().node_id
 
 
 # -- hypothesis: anything msgpack-able gets exactly one map reply ----------------------------

@@ -1,4 +1,4 @@
-"""dhtctl against a real control server over FakeNodeAPI (typer's CliRunner and subprocesses)."""
+"""dhtctl against a real control server over FakeNode (typer's CliRunner and subprocesses)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ import pytest
 import zmq
 from typer.testing import CliRunner
 
-from control.api import FakeNodeAPI
 from control.cli import app
+from control.cluster_state import ClusterState, save_state
 from control.schema import Request
 from control.server import ThreadedControlServer
+from tests.support.fake_node import FakeNode
 from tests.support.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PEER = FakeNodeAPI().peer_ids[0]
-NODE_ID = FakeNodeAPI().node_id
+PEER = FakeNode().peer_ids[0]
+NODE_ID = FakeNode().node_id
 LINE_TIMEOUT_S = 10.0
 
 runner = CliRunner()
@@ -41,7 +42,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def node() -> Iterator[ThreadedControlServer]:
-    with ThreadedControlServer(FakeNodeAPI(), node_id=NODE_ID) as srv:
+    with ThreadedControlServer(FakeNode(), node_id=NODE_ID) as srv:
         yield srv
 
 
@@ -80,7 +81,7 @@ def test_get_json_shape(node: ThreadedControlServer) -> None:
 
 def test_binary_value_json_has_null_utf8(node: ThreadedControlServer) -> None:
     api = node.server.api
-    assert isinstance(api, FakeNodeAPI)
+    assert isinstance(api, FakeNode)
     api.records["bin"] = b"\xff\x00"
     doc = json.loads(dhtctl("get", "bin", "--endpoint", node.control_endpoint, "--json").stdout)
     assert doc["value"] == {"base64": "/wA=", "utf8": None}
@@ -175,14 +176,16 @@ def test_debug_shows_traceback(node: ThreadedControlServer) -> None:
     assert result.stderr.endswith("dhtctl: key not found: missing\n")
 
 
+def cluster_state(name: str, front: str, events: str) -> ClusterState:
+    """What the supervisor writes (dhtctl reads only the endpoints)."""
+    return ClusterState(name, "process", 1, front, events, "", "ws://127.0.0.1:1")
+
+
 def test_endpoint_resolution(
     node: ThreadedControlServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = f"tcp://127.0.0.1:{free_port()}"
-    (clean_env / "default").mkdir(parents=True)
-    (clean_env / "default" / "cluster.json").write_text(
-        json.dumps({"front_endpoint": node.control_endpoint, "event_endpoint": dead})
-    )
+    save_state(cluster_state("default", front=node.control_endpoint, events=dead), clean_env)
     assert dhtctl("rt").exit_code == 0  # from cluster.json
     monkeypatch.setenv("DHTCTL_ENDPOINT", dead)
     assert dhtctl("rt").exit_code == 3  # env beats cluster.json
@@ -191,8 +194,7 @@ def test_endpoint_resolution(
     missing = dhtctl("rt", "--cluster", "nope")
     assert missing.exit_code == 3
     assert "no cluster 'nope'" in missing.stderr
-    (clean_env / "other").mkdir()
-    (clean_env / "other" / "cluster.json").write_text(json.dumps({"front_endpoint": dead}))
+    save_state(cluster_state("other", front=dead, events=dead), clean_env)
     monkeypatch.setenv("DHTCTL_CLUSTER", "other")
     assert dhtctl("rt").exit_code == 3
 
@@ -202,8 +204,7 @@ class FakeSupervisor:
 
     def __init__(self) -> None:
         self.seen: list[Request] = []
-        self.srv = ThreadedControlServer(FakeNodeAPI())
-        self.srv.server.dispatch = self.dispatch  # type: ignore[method-assign]
+        self.srv = ThreadedControlServer(FakeNode(), dispatch=self.dispatch)
 
     async def dispatch(self, request: Request) -> Mapping[str, Any]:
         self.seen.append(request)
@@ -383,7 +384,7 @@ def test_lookup_follow_joins_and_prints_peers(node: ThreadedControlServer) -> No
         line = read_line_while(env_proc, publish).decode()
         assert line == f'+ {PEER} port=9000 meta={{"a": 1}}\n'
         api = node.server.api
-        assert isinstance(api, FakeNodeAPI)
+        assert isinstance(api, FakeNode)
         assert api.joined == {"chat": {"port": None, "meta": None}}
     finally:
         code, _ = interrupt(env_proc)

@@ -1,4 +1,4 @@
-"""``dhtctl shell`` driven through a pseudo-terminal against a FakeNodeAPI control server."""
+"""``dhtctl shell`` driven through a pseudo-terminal against a FakeNode control server."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from control.api import FakeNodeAPI
 from control.server import ThreadedControlServer
+from tests.support.fake_node import FakeNode
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_ID = FakeNodeAPI().node_id
+NODE_ID = FakeNode().node_id
 PROMPT = f"dht[{NODE_ID[:8]}]> ".encode()
 READ_TIMEOUT_S = 10.0
 
 
 @pytest.fixture
 def node() -> Iterator[ThreadedControlServer]:
-    with ThreadedControlServer(FakeNodeAPI(), node_id=NODE_ID) as srv:
+    with ThreadedControlServer(FakeNode(), node_id=NODE_ID) as srv:
         yield srv
 
 
@@ -116,7 +116,7 @@ def test_scripted_session(node: ThreadedControlServer, tmp_path: Path) -> None:
         code = shell.wait()
     assert code == 0
     api = node.server.api
-    assert isinstance(api, FakeNodeAPI)
+    assert isinstance(api, FakeNode)
     assert api.records == {"k": b"hello there"}
     history = (tmp_path / "state" / "dhtctl_history").read_text()
     assert "store k hello there" in history

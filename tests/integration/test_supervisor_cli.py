@@ -1,5 +1,5 @@
 """``orchestrate.py`` and ``Cluster`` end to end with the process launcher and fake members
-(``python -m supervisor.memory fake-node``), so they run without the real DHT node."""
+(``python -m tests.support.fake_node fake-node``), so they run without the real DHT node."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from supervisor.state import load_state, pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENV = {
-    "DHT_NODE_COMMAND": "python -m supervisor.memory fake-node --stats-interval 0.5",
-    "DHT_SIGNALING_COMMAND": "python -m supervisor.memory fake-signaling",
+    "DHT_NODE_COMMAND": "python -m tests.support.fake_node fake-node --stats-interval 0.5",
+    "DHT_SIGNALING_COMMAND": "python -m tests.support.fake_node fake-signaling",
 }
 
 

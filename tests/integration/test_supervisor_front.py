@@ -17,10 +17,11 @@ import zmq.asyncio
 from control.codec import pack, unpack
 from control.schema import MAX_REQUEST_BYTES
 from supervisor.launcher import MemberHandle, MemberSpec, Role
-from supervisor.memory import FakeNodeServer, MemoryLauncher
+from supervisor.memory import MemoryLauncher
 from supervisor.spec import Backend, SupervisorConfig, argv_value
 from supervisor.state import load_state
 from supervisor.supervisor import Health, Supervisor
+from tests.support.fake_node import FakeNodeServer
 
 PEERS = 3
 
@@ -28,6 +29,7 @@ PEERS = 3
 class Harness:
     def __init__(self, tmp_path: Path) -> None:
         self.fakes: dict[str, FakeNodeServer] = {}
+        self.closing: dict[int, asyncio.Task[None]] = {}  # by index: a restart reuses the ports
         self.tasks: set[asyncio.Task[None]] = set()
         self.launcher = MemoryLauncher(on_start=self.on_start, on_stop=self.on_stop)
         self.shared = tmp_path / "shared"
@@ -53,22 +55,31 @@ class Harness:
         fake = FakeNodeServer(
             control,
             events,
+            stats_interval_s=0.2,
             node_id=f"{spec.index:02d}" * 32,
             shared_dir=self.shared,
-            stats_interval_s=0.2,
+            rt_size=50,
+            slow_s=2.0,  # store/get of key "slow"
         )
         self.fakes[handle.ref] = fake
-        self._spawn(fake.start())
+        self._spawn(self._start_after_close(spec.index, fake))
+
+    async def _start_after_close(self, index: int, fake: FakeNodeServer) -> None:
+        closing = self.closing.pop(index, None)
+        if closing is not None:
+            await closing
+        await fake.start()
 
     def on_stop(self, handle: MemberHandle) -> None:
         fake = self.fakes.pop(handle.ref, None)
         if fake is not None:
-            fake.close_now()
+            self.closing[handle.index] = self._spawn(fake.close())
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     def handle_of(self, index: int) -> MemberHandle:
         handle = self.sup.peers[index].handle
@@ -205,14 +216,14 @@ async def test_fan_out_with_partial_failure(harness: Harness, client: RawClient)
 async def test_slow_node_does_not_block_others(client: RawClient, harness: Harness) -> None:
     other = RawClient(harness.sup.front_endpoint)
     try:
-        slow = asyncio.create_task(client.request("sleep", node=1, s=2.0))
+        slow = asyncio.create_task(client.request("store", node=1, key="slow", value=b"x"))
         await asyncio.sleep(0.1)
         started = time.monotonic()
         fast = await other.request("id", node=2)
         assert fast["ok"] is True
         assert time.monotonic() - started < 1.0
         assert not slow.done()
-        assert (await slow)["result"] == {"slept": True}
+        assert (await slow)["result"]["key"] == "slow"
     finally:
         other.close()
 

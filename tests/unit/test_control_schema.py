@@ -11,14 +11,13 @@ from hypothesis import strategies as st
 
 from control.client import parse_reply
 from control.codec import CodecError, pack, unpack
-from control.errors import ProtocolError, RemoteError
+from control.errors import CommandError, ProtocolError, RemoteError
 from control.render import format_event, table, to_json
 from control.schema import (
     COMMANDS,
     MAX_STRING_BYTES,
     MAX_VALUE_BYTES,
     ErrorCode,
-    SchemaError,
     error_reply,
     help_result,
     ok_reply,
@@ -31,7 +30,7 @@ NODE_ID = "ab" * 32
 
 
 def schema_error(fn: Any, *args: Any) -> ErrorCode:
-    with pytest.raises(SchemaError) as err:
+    with pytest.raises(CommandError) as err:
         fn(*args)
     return err.value.code
 

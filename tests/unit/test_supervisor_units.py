@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 
 from control.codec import pack
+from control.errors import CommandError
+from control.schema import parse_request
+from control.server import decode_body, split_envelope
 from supervisor.cluster import formation, status_table
 from supervisor.errors import StateError
-from supervisor.front import RequestError, parse_request, split_envelope
 from supervisor.ports import pick_port, port_is_free
 from supervisor.spec import Backend, SupervisorConfig, formed_threshold, node_spec
 from supervisor.state import ClusterState, NodeRecord, load_state, save_state, state_path
 
 
-def test_state_round_trip_and_dhtctl_names(tmp_path: Path) -> None:
+def test_state_round_trip_one_name_per_key(tmp_path: Path) -> None:
     state = ClusterState(
         cluster="c1",
         backend="process",
@@ -39,7 +41,8 @@ def test_state_round_trip_and_dhtctl_names(tmp_path: Path) -> None:
     save_state(state, tmp_path)
     assert load_state("c1", tmp_path) == state
     raw = json.loads(state_path("c1", tmp_path).read_text())
-    assert (raw["front_endpoint"], raw["event_endpoint"]) == (state.front, state.events)
+    assert (raw["front"], raw["events"]) == (state.front, state.events)
+    assert set(raw) == set(ClusterState.__dataclass_fields__)  # no alias keys
     assert load_state("absent", tmp_path) is None
 
 
@@ -79,16 +82,21 @@ def test_formation_counts_only_up_nodes_at_threshold() -> None:
 
 
 def test_parse_request_accepts_node_selector_and_rejects_garbage() -> None:
-    req = parse_request(pack({"v": 1, "id": "x", "cmd": "get", "args": {"key": "k"}, "node": 3}))
+    body = pack({"v": 1, "id": "x", "cmd": "get", "args": {"key": "k"}, "node": 3})
+    req = parse_request(decode_body([body]))
     assert (req.id, req.cmd, dict(req.args), req.node) == ("x", "get", {"key": "k"}, 3)
-    with pytest.raises(RequestError) as err:
-        parse_request(pack({"v": 1, "id": 5, "cmd": ""}))
-    assert (err.value.code, err.value.req_id) == ("bad_request", 5)
+    with pytest.raises(CommandError) as err:
+        parse_request(decode_body([pack({"v": 1, "id": 5, "cmd": ""})]))
+    assert err.value.code == "bad_request"
+    with pytest.raises(CommandError) as err:
+        decode_body([body, b"extra"])
+    assert err.value.code == "bad_request"
 
 
 def test_split_envelope_req_and_dealer() -> None:
     assert split_envelope([b"id", b"", b"body"]) == ([b"id", b""], [b"body"])
     assert split_envelope([b"id", b"body"]) == ([b"id"], [b"body"])
+    assert split_envelope([b"hop", b"id", b"", b"body"]) == ([b"hop", b"id", b""], [b"body"])
 
 
 def test_pick_port_never_repeats_and_skips_taken() -> None:
