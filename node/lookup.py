@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from node.ids import NodeId, as_int
@@ -80,39 +80,38 @@ class LookupIter:
 
     # -- outputs ---------------------------------------------------------------------------------
 
+    def _live(self, n: int) -> Iterator[Candidate]:
+        """The closest ``n`` candidates that have not failed, closest first."""
+        count = 0
+        for _, pid in self._order:
+            if count >= n:
+                return
+            c = self._peers[pid]
+            if c.state is not PeerState.FAILED:
+                count += 1
+                yield c
+
     @property
     def finished(self) -> bool:
         if self._finished:
             return True
         succeeded = 0
-        for _, pid in self._order:
-            c = self._peers[pid]
-            if c.state is PeerState.FAILED:
-                continue
+        for c in self._live(self.k):
             if c.state is not PeerState.SUCCEEDED:
                 return False
             succeeded += 1
-            if succeeded >= self.k:
-                return True
-        return self._in_flight == 0
+        return succeeded >= self.k or self._in_flight == 0
 
     def next_peer(self) -> Candidate | None:
         """The next peer to contact (now marked WAITING), or None (wait, or finished)."""
         if self._finished or self._in_flight >= self.capacity:
             return None
-        ahead = 0
-        for _, pid in self._order:
-            c = self._peers[pid]
-            if c.state is PeerState.FAILED:
-                continue
+        for c in self._live(self.k):
             if c.state is PeerState.NOT_CONTACTED:
                 c.state = PeerState.WAITING
                 self._in_flight += 1
                 self.contacted += 1
                 return c
-            ahead += 1
-            if ahead >= self.k:
-                return None
         return None
 
     @property
@@ -129,7 +128,7 @@ class LookupIter:
         return out[:n]
 
     def closest_seen(self, n: int) -> list[NodeId]:
-        return [pid for _, pid in self._order if self._peers[pid].state is not PeerState.FAILED][:n]
+        return [c.id for c in self._live(n)]
 
     def depth(self, peer: NodeId) -> int:
         c = self._peers.get(peer)

@@ -61,12 +61,8 @@ class Maintenance:
         host: OpHost,
         now: float,
     ) -> None:
-        self.id = own_id
-        self.config = config
-        self.rng = rng
-        self.table = table
-        self.records = records
-        self.host = host
+        self.id, self.config, self.rng, self.host = own_id, config, rng, host
+        self.table, self.records = table, records
         self.authored: dict[bytes, tuple[Record, float]] = {}  # key → (record, next republish)
         self._next_republish = math.inf  # the earliest republish time in `authored`
         self._refresh_queue: deque[int] = deque()

@@ -92,6 +92,30 @@ def better(a: Record, b: Record | None) -> bool:
     return b is None or record_order(a) > record_order(b)
 
 
+def _check_signed_fields(
+    ident: bytes, what: str, public_key: bytes, sig: bytes, ts: int
+) -> str | None:
+    """The checks every signed record shares before its own: lengths and the ts range."""
+    if len(ident) != ID_BYTES:
+        return f"malformed {what}"
+    if len(public_key) != PUBLIC_KEY_BYTES or len(sig) != SIGNATURE_BYTES:
+        return "malformed signature fields"
+    if not 0 <= ts <= _U64_MAX:
+        return "malformed timestamp"
+    return None
+
+
+def _check_signature(
+    ts: int, now_ms: int, max_future_skew_ms: int, public_key: bytes, sig: bytes, payload: bytes
+) -> str | None:
+    """The checks every signed record ends with: not from the far future, a good signature."""
+    if ts > now_ms + max_future_skew_ms:
+        return "timestamp too far in the future"
+    if not _verified.check(public_key, sig, payload):
+        return "bad signature"
+    return None
+
+
 def validate_record(
     r: Record,
     now_ms: int,
@@ -99,19 +123,13 @@ def validate_record(
     max_data_bytes: int = MAX_RECORD_DATA_BYTES,
     max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
 ) -> str | None:
-    if len(r.key) != ID_BYTES:
-        return "malformed key"
-    if len(r.public_key) != PUBLIC_KEY_BYTES or len(r.sig) != SIGNATURE_BYTES:
-        return "malformed signature fields"
-    if not 0 <= r.ts <= _U64_MAX:
-        return "malformed timestamp"
+    reason = _check_signed_fields(r.key, "key", r.public_key, r.sig, r.ts)
+    if reason is not None:
+        return reason
     if len(r.data) > max_data_bytes:
         return f"data too large ({len(r.data)} > {max_data_bytes} bytes)"
-    if r.ts > now_ms + max_future_skew_ms:
-        return "timestamp too far in the future"
-    if not _verified.check(r.public_key, r.sig, _record_payload(r.key, r.ts, r.data)):
-        return "bad signature"
-    return None
+    payload = _record_payload(r.key, r.ts, r.data)
+    return _check_signature(r.ts, now_ms, max_future_skew_ms, r.public_key, r.sig, payload)
 
 
 def _provider_payload(topic: bytes, ts: int, port: int, leave: bool, meta: bytes) -> bytes:
@@ -160,12 +178,9 @@ def sign_provider(
 def validate_provider(
     p: ProviderRecord, now_ms: int, *, max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
 ) -> str | None:
-    if len(p.topic) != ID_BYTES:
-        return "malformed topic"
-    if len(p.public_key) != PUBLIC_KEY_BYTES or len(p.sig) != SIGNATURE_BYTES:
-        return "malformed signature fields"
-    if not 0 <= p.ts <= _U64_MAX:
-        return "malformed timestamp"
+    reason = _check_signed_fields(p.topic, "topic", p.public_key, p.sig, p.ts)
+    if reason is not None:
+        return reason
     if not 0 <= p.port <= 65535:
         return "port out of range"
     if len(p.meta) > MAX_PROVIDER_META_BYTES:
@@ -175,10 +190,5 @@ def validate_provider(
             json.loads(p.meta.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return "metadata is not JSON"
-    if p.ts > now_ms + max_future_skew_ms:
-        return "timestamp too far in the future"
-    if not _verified.check(
-        p.public_key, p.sig, _provider_payload(p.topic, p.ts, p.port, p.leave, p.meta)
-    ):
-        return "bad signature"
-    return None
+    payload = _provider_payload(p.topic, p.ts, p.port, p.leave, p.meta)
+    return _check_signature(p.ts, now_ms, max_future_skew_ms, p.public_key, p.sig, payload)

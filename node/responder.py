@@ -12,28 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node import messages as wire
 from node.codec import MAX_PROVIDERS_PER_MESSAGE
 from node.config import Config
 from node.events import RecordStored
 from node.ids import NodeId
-from node.messages import (
-    Announce,
-    AnnounceAck,
-    FindNode,
-    FindValue,
-    GetPeers,
-    HasValue,
-    HasValueAck,
-    Nodes,
-    Peers,
-    Ping,
-    Pong,
-    Request,
-    Response,
-    Store,
-    StoreAck,
-    Value,
-)
 from node.records import validate_provider, validate_record
 from node.routing import RoutingTable
 from node.storage import ProviderStore, PutResult, RecordStore
@@ -41,7 +24,7 @@ from node.storage import ProviderStore, PutResult, RecordStore
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    response: Response
+    response: wire.Response
     stored: RecordStored | None = None  # a STORE that changed what we hold
     rejected: bool = False  # an invalid record or provider was refused
 
@@ -54,43 +37,43 @@ class Responder:
         records: RecordStore,
         providers: ProviderStore,
     ) -> None:
-        self.config = config
-        self.table = table
-        self.records = records
-        self.providers = providers
+        self.config, self.table = config, table
+        self.records, self.providers = records, providers
 
     def _closest(self, target: bytes, asker: NodeId) -> tuple[NodeId, ...]:
         return tuple(self.table.closest(target, self.config.k, exclude=asker))
 
-    def answer(self, peer: NodeId, msg: Request, now: float, wall_ms: int) -> Reply:
+    def answer(self, peer: NodeId, msg: wire.Request, now: float, wall_ms: int) -> Reply:
         match msg:
-            case Ping():
-                return Reply(Pong(msg.rid))
-            case FindNode():
-                return Reply(Nodes(msg.rid, self._closest(msg.target, peer)))
-            case FindValue():
+            case wire.Ping():
+                return Reply(wire.Pong(msg.rid))
+            case wire.FindNode():
+                return Reply(wire.Nodes(msg.rid, self._closest(msg.target, peer)))
+            case wire.FindValue():
                 rec = self.records.get(msg.key, now)
                 nodes = self._closest(msg.key, peer)
-                return Reply(Nodes(msg.rid, nodes) if rec is None else Value(msg.rid, rec, nodes))
-            case Store():
+                if rec is None:
+                    return Reply(wire.Nodes(msg.rid, nodes))
+                return Reply(wire.Value(msg.rid, rec, nodes))
+            case wire.Store():
                 return self._store(peer, msg, now, wall_ms)
-            case HasValue():
+            case wire.HasValue():
                 has = self.records.has_same_or_better(msg.key, msg.ts, msg.pub, now)
-                return Reply(HasValueAck(msg.rid, has))
-            case Announce():
+                return Reply(wire.HasValueAck(msg.rid, has))
+            case wire.Announce():
                 reason = validate_provider(
                     msg.provider, wall_ms, max_future_skew_ms=self.config.max_future_skew_ms
                 )
                 if reason is not None:
-                    return Reply(AnnounceAck(msg.rid, False, reason), rejected=True)
+                    return Reply(wire.AnnounceAck(msg.rid, False, reason), rejected=True)
                 result = self.providers.put(msg.provider, now)
-                return Reply(AnnounceAck(msg.rid, result.ok, result.value))
-            case GetPeers():
+                return Reply(wire.AnnounceAck(msg.rid, result.ok, result.value))
+            case wire.GetPeers():
                 provs = tuple(self.providers.get(msg.topic, now, include_leaves=True))
                 provs = provs[:MAX_PROVIDERS_PER_MESSAGE]
-                return Reply(Peers(msg.rid, provs, self._closest(msg.topic, peer)))
+                return Reply(wire.Peers(msg.rid, provs, self._closest(msg.topic, peer)))
 
-    def _store(self, peer: NodeId, msg: Store, now: float, wall_ms: int) -> Reply:
+    def _store(self, peer: NodeId, msg: wire.Store, now: float, wall_ms: int) -> Reply:
         reason = validate_record(
             msg.record,
             wall_ms,
@@ -98,9 +81,9 @@ class Responder:
             max_future_skew_ms=self.config.max_future_skew_ms,
         )
         if reason is not None:
-            return Reply(StoreAck(msg.rid, False, reason), rejected=True)
+            return Reply(wire.StoreAck(msg.rid, False, reason), rejected=True)
         result = self.records.put(msg.record, now, cached=msg.cached)
         stored = None
         if result is PutResult.STORED:
             stored = RecordStored(msg.record, msg.cached, False, peer)
-        return Reply(StoreAck(msg.rid, result.ok, result.value), stored)
+        return Reply(wire.StoreAck(msg.rid, result.ok, result.value), stored)

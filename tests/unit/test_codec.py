@@ -8,29 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node import codec
+from node import messages as wire
 from node.codec import DecodeError, EncodeError, decode, encode
 from node.config import MAX_MESSAGE_BYTES
 from node.ids import NodeId
-from node.messages import (
-    Announce,
-    AnnounceAck,
-    FindNode,
-    FindValue,
-    GetPeers,
-    HasValue,
-    HasValueAck,
-    Hello,
-    Message,
-    MsgType,
-    Nodes,
-    Peers,
-    Ping,
-    Pong,
-    Signal,
-    Store,
-    StoreAck,
-    Value,
-)
+from node.messages import Message, MsgType
 from node.records import ProviderRecord, Record
 
 u64 = st.integers(0, 2**64 - 1)
@@ -46,22 +28,22 @@ providers = st.builds(
 )
 
 messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(Hello, b32, node_ids, st.text(max_size=codec.MAX_CID_CHARS), b64),
-    st.builds(Ping, u64),
-    st.builds(Pong, u64),
-    st.builds(FindNode, u64, node_ids),
-    st.builds(Nodes, u64, id_lists),
-    st.builds(FindValue, u64, b32),
-    st.builds(Value, u64, records, id_lists),
-    st.builds(Store, u64, records, st.booleans()),
-    st.builds(StoreAck, u64, st.booleans(), reasons),
-    st.builds(HasValue, u64, b32, u64, node_ids),
-    st.builds(HasValueAck, u64, st.booleans()),
-    st.builds(Signal, u64, node_ids, node_ids, st.integers(0, 64), st.binary(max_size=256)),
-    st.builds(Announce, u64, providers),
-    st.builds(AnnounceAck, u64, st.booleans(), reasons),
-    st.builds(GetPeers, u64, b32),
-    st.builds(Peers, u64, st.lists(providers, max_size=5).map(tuple), id_lists),
+    st.builds(wire.Hello, b32, node_ids, st.text(max_size=codec.MAX_CID_CHARS), b64),
+    st.builds(wire.Ping, u64),
+    st.builds(wire.Pong, u64),
+    st.builds(wire.FindNode, u64, node_ids),
+    st.builds(wire.Nodes, u64, id_lists),
+    st.builds(wire.FindValue, u64, b32),
+    st.builds(wire.Value, u64, records, id_lists),
+    st.builds(wire.Store, u64, records, st.booleans()),
+    st.builds(wire.StoreAck, u64, st.booleans(), reasons),
+    st.builds(wire.HasValue, u64, b32, u64, node_ids),
+    st.builds(wire.HasValueAck, u64, st.booleans()),
+    st.builds(wire.Signal, u64, node_ids, node_ids, st.integers(0, 64), st.binary(max_size=256)),
+    st.builds(wire.Announce, u64, providers),
+    st.builds(wire.AnnounceAck, u64, st.booleans(), reasons),
+    st.builds(wire.GetPeers, u64, b32),
+    st.builds(wire.Peers, u64, st.lists(providers, max_size=5).map(tuple), id_lists),
 )
 
 
@@ -185,6 +167,6 @@ def test_oversize_input_and_non_bytes() -> None:
 
 
 def test_oversize_message_is_an_encode_error() -> None:
-    big = Signal(1, NodeId(bytes(32)), NodeId(bytes(32)), 1, b"x" * (MAX_MESSAGE_BYTES + 10))
+    big = wire.Signal(1, NodeId(bytes(32)), NodeId(bytes(32)), 1, b"x" * (MAX_MESSAGE_BYTES + 10))
     with pytest.raises(EncodeError):
         encode(big)
