@@ -19,366 +19,43 @@ import asyncio
 import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self
 
-from control.client import ControlClient, EventSubscriber
-from control.errors import ControlError, ProtocolError, RemoteError, Timeout, Unreachable
-from supervisor.errors import (
-    ClusterNotRunning,
-    ClusterUnreachable,
-    CommandFailed,
-    KeyNotFound,
-    NotFormed,
-    SupervisorError,
+from control.client import EventSubscriber
+from control.commands import NodeAPI, Result, command_name
+from control.errors import ControlError
+from supervisor.errors import ClusterNotRunning, CommandFailed, KeyNotFound, SupervisorError
+from supervisor.front_client import (
+    POLL_INTERVAL_S,
+    FrontClient,
+    Progress,
+    formation,
+    quiet,
+    status_table,
+    wait_formed,
 )
-from supervisor.launcher import Launcher
-from supervisor.spec import (
-    DEFAULT_CLUSTER,
-    DEFAULT_UP_TIMEOUT_S,
-    Backend,
-    formed_threshold,
-    validate_cluster_name,
+from supervisor.lifecycle import (
+    Ports,
+    log_tail,
+    make_launcher,
+    resolve_backend,
+    spawn_supervisor,
+    teardown,
+    wait_for_state,
 )
-from supervisor.state import (
-    SUPERVISOR_LOG,
-    ClusterState,
-    cluster_dir,
-    load_state,
-    pid_alive,
-    state_root,
-    supervisor_alive,
-)
+from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, validate_cluster_name
+from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FRONT_TIMEOUT_S = 35.0  # a little above the supervisor's per-node command timeout
-STATE_WAIT_S = 30.0
-POLL_INTERVAL_S = 0.5
-SHUTDOWN_WAIT_S = 40.0
-PROBE_PREFIX = "__formed_probe__/"
 EVENT_POLL_S = 0.2
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
-
-
-# -- backends ----------------------------------------------------------------------------------
-
-
-def docker_available() -> bool:
-    """True when the Docker backend exists and reports a reachable engine."""
-    try:
-        from supervisor import containers
-
-        return bool(containers.engine_available())
-    except Exception:
-        return False
-
-
-def resolve_backend(name: str) -> Backend:
-    if name == "auto":
-        return Backend.DOCKER if docker_available() else Backend.PROCESS
-    try:
-        return Backend(name)
-    except ValueError:
-        raise ValueError(f"unknown backend {name!r} (use docker, process or auto)") from None
-
-
-def make_launcher(backend: Backend | str, root: Path) -> Launcher:
-    backend = Backend(backend)
-    if backend is Backend.PROCESS:
-        from supervisor.processes import ProcessLauncher
-
-        return ProcessLauncher(root)
-    if backend is Backend.DOCKER:
-        from supervisor.containers import DockerLauncher
-
-        launcher: Launcher = DockerLauncher()
-        return launcher
-    from supervisor.memory import MemoryLauncher
-
-    return MemoryLauncher()
-
-
-# -- talking to the supervisor -----------------------------------------------------------------
-
-
-class FrontClient:
-    """Blocking client of the supervisor front endpoint (thread-safe: one call at a time)."""
-
-    def __init__(self, endpoint: str, timeout_s: float = FRONT_TIMEOUT_S) -> None:
-        self.endpoint = endpoint
-        self._client = ControlClient(endpoint, timeout_s)
-        self._lock = threading.Lock()
-
-    def call(
-        self,
-        cmd: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        node: int | str | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        with self._lock:
-            try:
-                return self._client.request(cmd, args, node=node, timeout_s=timeout_s)
-            except RemoteError as exc:
-                kind = KeyNotFound if exc.code == "not_found" else CommandFailed
-                raise kind(exc.code, exc.message, exc.details) from None
-            except (Unreachable, Timeout, ProtocolError) as exc:
-                raise ClusterUnreachable(f"supervisor at {self.endpoint}: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            self._client.close()
-
-
-def status_table(status: Mapping[str, Any]) -> str:
-    """The human table of ``cluster.status``: one row per peer."""
-    header = ("node", "id", "control", "peers", "rt", "restarts", "health")
-    rows = [header]
-    for node in status.get("nodes", []):
-        rows.append(
-            (
-                str(node.get("index")),
-                (node.get("id") or "-")[:8],
-                str(node.get("control") or "-"),
-                "-" if node.get("peers") is None else str(node["peers"]),
-                "-" if node.get("rt") is None else str(node["rt"]),
-                str(node.get("restarts", 0)),
-                str(node.get("health", "?")),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    sig = status.get("signaling") or {}
-    lines.append(
-        f"signaling {sig.get('url', '-')} ({sig.get('health', '?')}, "
-        f"restarts {sig.get('restarts', 0)})"
-    )
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def formation(status: Mapping[str, Any], peers: int) -> tuple[int, int]:
-    """(peers whose routing table reached the threshold, threshold)."""
-    threshold = formed_threshold(peers)
-    ready = sum(
-        1
-        for n in status.get("nodes", [])
-        if n.get("health") == "up" and isinstance(n.get("rt"), int) and n["rt"] >= threshold
-    )
-    return ready, threshold
-
-
-def probe(client: FrontClient, peers: int) -> bool:
-    """Store through node 1, read back through another node (the last one)."""
-    key = PROBE_PREFIX + secrets.token_hex(8)
-    value = secrets.token_bytes(16)
-    try:
-        client.call("store", {"key": key, "value": value}, node=1)
-        got = client.call("get", {"key": key}, node=max(1, peers))
-    except (CommandFailed, ClusterUnreachable):
-        return False
-    return got.get("value") == value
-
-
-def wait_formed(
-    client: FrontClient,
-    peers: int,
-    timeout_s: float,
-    progress: Progress = _quiet,
-    alive: Callable[[], bool] = lambda: True,
-) -> dict[str, Any]:
-    """Poll ``cluster.status`` until the DHT is formed; returns the final status."""
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise NotFormed(f"the DHT did not form within {timeout_s:g} s ({last or 'no status'})")
-        if not alive():
-            raise ClusterNotRunning("the supervisor exited while the cluster was forming")
-        try:
-            status = client.call("cluster.status", timeout_s=min(10.0, max(1.0, remaining)))
-        except ClusterUnreachable:
-            status = None
-        if status is not None:
-            nodes = status.get("nodes", [])
-            up = sum(1 for n in nodes if n.get("health") == "up")
-            ready, threshold = formation(status, peers)
-            last = f"{up}/{len(nodes)} peers up, {ready}/{len(nodes)} with rt >= {threshold}"
-            progress(last)
-            if len(nodes) == peers and ready == peers:
-                progress(last + ", probing store/get")
-                if probe(client, peers):
-                    return client.call("cluster.status")
-                last += ", probe store/get not yet answered"
-        time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
-
-
-# -- starting and stopping clusters ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Ports:
-    front: int | None = None  # None: the supervisor's default; 0: any free port
-    events: int | None = None
-    metrics: int | None = None
-    signaling: int | None = None
-
-    @classmethod
-    def free(cls) -> Ports:
-        return cls(0, 0, 0, 0)
-
-    def argv(self) -> list[str]:
-        out: list[str] = []
-        for name in ("front", "events", "metrics", "signaling"):
-            value = getattr(self, name)
-            if value is not None:
-                out += [f"--{name}-port", str(value)]
-        return out
-
-
-def spawn_supervisor(
-    cluster: str,
-    peers: int,
-    backend: Backend,
-    root: Path,
-    ports: Ports = Ports(),
-    node_args: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
-    directory = cluster_dir(cluster, root)
-    directory.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "supervisor",
-        "run",
-        "--cluster",
-        cluster,
-        "--peers",
-        str(peers),
-        "--backend",
-        str(backend),
-        "--state-dir",
-        str(root),
-        *ports.argv(),
-    ]
-    for arg in node_args:
-        argv.append(f"--node-arg={arg}")
-    child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
-    )
-    with open(directory / SUPERVISOR_LOG, "ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            env=child_env,
-            start_new_session=True,
-        )
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
-    except OSError:
-        return ""
-
-
-def wait_for_state(
-    cluster: str, root: Path, proc: subprocess.Popen[bytes], timeout_s: float = STATE_WAIT_S
-) -> ClusterState:
-    """Wait until the supervisor we started has written its endpoints."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = load_state(cluster, root)
-        if state is not None and state.supervisor_pid == proc.pid and state.front:
-            return state
-        if proc.poll() is not None:
-            tail = log_tail(cluster_dir(cluster, root) / SUPERVISOR_LOG)
-            raise ClusterNotRunning(
-                f"the supervisor exited with code {proc.returncode} before it was ready:\n{tail}"
-            )
-        time.sleep(0.05)
-    raise ClusterNotRunning(f"the supervisor did not write its state within {timeout_s:g} s")
-
-
-def _wait_pid_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def teardown(cluster: str, root: Path, backend: Backend | str | None = None) -> bool:
-    """Stop everything of ``cluster`` and remove its state; False when there was nothing."""
-    directory = cluster_dir(cluster, root)
-    try:
-        state = load_state(cluster, root)
-    except SupervisorError:
-        state = None
-    found_anything = state is not None or directory.exists()
-    if state is not None and state.supervisor_pid is not None and pid_alive(state.supervisor_pid):
-        pid = state.supervisor_pid
-        client = FrontClient(state.front, timeout_s=5.0) if state.front else None
-        try:
-            if client is not None:
-                client.call("cluster.shutdown")
-        except SupervisorError:
-            pass
-        finally:
-            if client is not None:
-                client.close()
-        if not _wait_pid_gone(pid, SHUTDOWN_WAIT_S if client else 0.0):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            if not _wait_pid_gone(pid, SHUTDOWN_WAIT_S):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _wait_pid_gone(pid, 5.0)
-    kinds = {Backend(backend)} if backend else set()
-    if state is not None:
-        kinds.add(Backend(state.backend))
-    if not kinds:
-        kinds = {Backend.PROCESS}
-        if docker_available():
-            kinds.add(Backend.DOCKER)
-    for kind in kinds:
-        if kind is Backend.MEMORY:
-            continue
-        launcher = make_launcher(kind, root)
-        if launcher.find(cluster):
-            found_anything = True
-        launcher.remove_cluster(cluster)
-    shutil.rmtree(directory, ignore_errors=True)
-    return found_anything
-
-
-# -- the API -----------------------------------------------------------------------------------
+P = ParamSpec("P")
+EventMatch = Callable[[str, dict[str, Any]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +66,7 @@ class GetResult:
     hops: int
 
 
-class _EventLog:
+class EventLog:
     """Background SUB thread collecting every event of the supervisor's event endpoint."""
 
     def __init__(self, endpoint: str) -> None:
@@ -416,7 +93,7 @@ class _EventLog:
             sub.close()
 
     def wait_for(
-        self, match: Callable[[str, dict[str, Any]], bool], start: int, timeout_s: float | None
+        self, match: EventMatch, start: int, timeout_s: float | None
     ) -> tuple[int, list[dict[str, Any]]]:
         """Events matching from position ``start``; waits up to ``timeout_s`` for the first."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -435,40 +112,66 @@ class _EventLog:
         self._thread.join(timeout=2.0)
 
 
+def _meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(meta) if meta else None
+
+
 class NodeHandle:
-    """Commands for one peer, routed through the supervisor front endpoint."""
+    """Commands for one peer, routed through the supervisor front endpoint.
+
+    Every method names its command through ``NodeAPI`` (``self.invoke(NodeAPI.ping, ...)``), so
+    the command set stays declared once and mypy checks names and keyword arguments here."""
 
     def __init__(self, cluster: Cluster, index: int) -> None:
         self.cluster = cluster
         self.index = index
 
     def call(self, cmd: str, timeout_s: float | None = None, **args: Any) -> dict[str, Any]:
+        """Send any command by name (also the supervisor's own ``cluster.*`` ones)."""
         return self.cluster.front.call(cmd, args, node=self.index, timeout_s=timeout_s)
 
+    def invoke(
+        self,
+        command: Callable[Concatenate[NodeAPI, P], Awaitable[Result]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Result:
+        """Run the ``NodeAPI`` command ``command`` (e.g. ``NodeAPI.get``) with its arguments."""
+        if args:
+            raise TypeError("command arguments are keyword-only")
+        return self.cluster.front.call(command_name(command), kwargs, node=self.index)
+
     def id(self) -> str:
-        return str(self.call("id")["id"])
+        return str(self.invoke(NodeAPI.id)["id"])
 
     def peers(self) -> list[dict[str, Any]]:
-        return list(self.call("peers")["peers"])
+        return list(self.invoke(NodeAPI.peers)["peers"])
 
-    def rt(self) -> dict[str, Any]:
-        return self.call("rt")
+    def rt(self) -> Result:
+        return self.invoke(NodeAPI.rt)
 
-    def ping(self, node_id: str) -> dict[str, Any]:
-        return self.call("ping", node_id=node_id)
+    def dump(self) -> Result:
+        return self.invoke(NodeAPI.dump)
 
-    def find(self, node_id: str) -> dict[str, Any]:
-        return self.call("find", node_id=node_id)
+    def ping(self, node_id: str) -> Result:
+        return self.invoke(NodeAPI.ping, node_id=node_id)
 
-    def connect(self, node_id: str) -> dict[str, Any]:
-        return self.call("connect", node_id=node_id)
+    def find(self, node_id: str) -> Result:
+        return self.invoke(NodeAPI.find, node_id=node_id)
 
-    def store(self, key: str, value: bytes | str) -> dict[str, Any]:
+    def connect(self, node_id: str) -> Result:
+        return self.invoke(NodeAPI.connect, node_id=node_id)
+
+    def disconnect(self, node_id: str) -> Result:
+        return self.invoke(NodeAPI.disconnect, node_id=node_id)
+
+    def store(self, key: str, value: bytes | str) -> Result:
         data = value.encode() if isinstance(value, str) else value
-        return self.call("store", key=key, value=data)
+        return self.invoke(NodeAPI.store, key=key, value=data)
 
     def get(self, key: str) -> GetResult:
-        r = self.call("get", key=key)
+        r = self.invoke(NodeAPI.get, key=key)
         return GetResult(
             value=r["value"],
             publisher=r.get("publisher", ""),
@@ -476,29 +179,33 @@ class NodeHandle:
             hops=r.get("hops", 0),
         )
 
-    def stats(self) -> dict[str, Any]:
-        return self.call("stats")
+    def stats(self) -> Result:
+        return self.invoke(NodeAPI.stats)
 
     def announce(
         self, topic: str, port: int | None = None, meta: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return self.call("announce", topic=topic, port=port, meta=dict(meta) if meta else None)
+    ) -> Result:
+        return self.invoke(NodeAPI.announce, topic=topic, port=port, meta=_meta(meta))
 
-    def unannounce(self, topic: str) -> dict[str, Any]:
-        return self.call("unannounce", topic=topic)
+    def unannounce(self, topic: str) -> Result:
+        return self.invoke(NodeAPI.unannounce, topic=topic)
 
     leave = unannounce
 
     def lookup(self, topic: str) -> list[dict[str, Any]]:
-        return list(self.call("lookup", topic=topic)["peers"])
+        return list(self.invoke(NodeAPI.lookup, topic=topic)["peers"])
 
     def join(
         self, topic: str, port: int | None = None, meta: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return self.call("join", topic=topic, port=port, meta=dict(meta) if meta else None)
+    ) -> Result:
+        return self.invoke(NodeAPI.join, topic=topic, port=port, meta=_meta(meta))
 
     def topics(self) -> list[dict[str, Any]]:
-        return list(self.call("topics")["topics"])
+        return list(self.invoke(NodeAPI.topics)["topics"])
+
+    def shutdown(self) -> Result:
+        """Stop the node cleanly (the supervisor then restarts it, as after any exit)."""
+        return self.invoke(NodeAPI.shutdown)
 
     def _discovery_match(self, topic: str) -> Callable[[str, dict[str, Any]], bool]:
         def match(t: str, p: dict[str, Any]) -> bool:
@@ -512,7 +219,7 @@ class NodeHandle:
         match = self._discovery_match(topic)
         position = 0
         while True:
-            position, found = self.cluster._events.wait_for(match, position, timeout_s)
+            position, found = self.cluster.event_log.wait_for(match, position, timeout_s)
             if not found:
                 return
             yield from found
@@ -525,7 +232,7 @@ class NodeHandle:
         position = 0
         while True:
             position, found = await asyncio.to_thread(
-                self.cluster._events.wait_for, match, position, timeout_s
+                self.cluster.event_log.wait_for, match, position, timeout_s
             )
             if not found:
                 return
@@ -540,7 +247,7 @@ class Cluster:
         self.owned = owned  # created by Cluster.up: removed (with its temp dir) on exit
         self._state = state
         self.front = FrontClient(state.front)
-        self._events = _EventLog(state.events)
+        self.event_log = EventLog(state.events)
         self._temp_root = False
 
     # -- construction --------------------------------------------------------------------------
@@ -556,7 +263,7 @@ class Cluster:
         state_dir: str | os.PathLike[str] | None = None,
         node_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        progress: Progress = _quiet,
+        progress: Progress = quiet,
     ) -> Cluster:
         if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
@@ -643,7 +350,7 @@ class Cluster:
 
     def wait_restarted(self, index: int, timeout_s: float = 60.0, since: int = 0) -> None:
         """Wait for a ``cluster.node_restarted`` event of ``index`` and for the node to answer."""
-        _, found = self._events.wait_for(
+        _, found = self.event_log.wait_for(
             lambda t, p: t == "cluster.node_restarted" and p.get("index") == index,
             since,
             timeout_s,
@@ -670,18 +377,18 @@ class Cluster:
         def match(t: str, p: dict[str, Any]) -> bool:
             return (topic is None or t.startswith(topic)) and (predicate is None or predicate(p))
 
-        _, found = self._events.wait_for(match, 0, timeout)
+        _, found = self.event_log.wait_for(match, 0, timeout)
         return found
 
     def event_count(self) -> int:
-        with self._events.cond:
-            return len(self._events.events)
+        with self.event_log.cond:
+            return len(self.event_log.events)
 
     # -- teardown ------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Detach without stopping the cluster."""
-        self._events.close()
+        self.event_log.close()
         self.front.close()
 
     def down(self) -> None:
@@ -705,12 +412,25 @@ class Cluster:
             self.close()
 
 
+# Names shared with orchestrate.py (defined in supervisor.front_client / supervisor.lifecycle).
 __all__ = [
     "Cluster",
     "ClusterNotRunning",
     "CommandFailed",
     "ControlError",
+    "EventLog",
+    "FrontClient",
     "GetResult",
     "KeyNotFound",
     "NodeHandle",
+    "Ports",
+    "formation",
+    "log_tail",
+    "make_launcher",
+    "resolve_backend",
+    "spawn_supervisor",
+    "status_table",
+    "teardown",
+    "wait_for_state",
+    "wait_formed",
 ]

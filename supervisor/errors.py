@@ -6,7 +6,7 @@
     ├── ClusterNotRunning    no live supervisor for the named cluster
     ├── ClusterUnreachable   the supervisor's front endpoint did not answer in time
     ├── NotFormed            the DHT did not form before the deadline
-    └── CommandFailed        an error reply from the front endpoint: a ``control.errors.RemoteError``
+    └── CommandFailed        an error reply from the front endpoint (a control RemoteError)
         └── KeyNotFound      ``get`` of a key nobody holds (code ``not_found``)
 
 Local misuse (bad arguments to the Python API) raises ``ValueError`` as usual.

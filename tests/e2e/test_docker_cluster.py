@@ -243,7 +243,7 @@ def test_docker_kill_by_hand_is_repaired_and_shown_in_status(
     index = 5
     node_id = attached.node(index).id()
     before = attached.restarts(index)
-    since = len(attached._events.events)
+    since = attached.event_count()
     container = peer_container(cluster, index)
     killed = subprocess.run(["docker", "kill", container.id], capture_output=True, text=True)
     assert killed.returncode == 0, killed.stderr

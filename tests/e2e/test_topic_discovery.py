@@ -42,7 +42,7 @@ def test_seed_scenario_exact_sets_and_no_duplicates() -> None:
         # Leaving is seen by the clients as topic.peer_lost.
         first = next(iter(SERVERS))
         c.node(first).unannounce("my-app-v1")
-        _, lost = c._events.wait_for(
+        _, lost = c.event_log.wait_for(
             lambda t, p: t == "topic.peer_lost" and p.get("index") == CLIENTS[0],
             0,
             30,
