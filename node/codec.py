@@ -101,7 +101,7 @@ def _fields(m: Message) -> list[Any]:
 
 
 def encode(m: Message) -> bytes:
-    if not isinstance(getattr(m, "type", None), MsgType):
+    if not isinstance(m, Message):
         raise EncodeError(f"not a message: {type(m).__name__}")
     data: bytes = msgpack.packb([int(m.type), *_fields(m)], use_bin_type=True)
     if len(data) > MAX_MESSAGE_BYTES:

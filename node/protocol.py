@@ -75,7 +75,7 @@ from node.records import (
 from node.relay import Forward, SignalRelay
 from node.requests import Pending, RequestTable, TimerKind, Timers
 from node.responder import Responder
-from node.routing import RoutingTable
+from node.routing import RemovalReason, RoutingTable
 from node.storage import ProviderStore, PutResult, RecordStore
 from node.topics import JoinedTopic, Topics
 
@@ -269,7 +269,7 @@ class DhtProtocol:
             self._ping_done(op, False, now)
             return
         if self.table.record_failure(p.peer, self.config.max_request_failures):
-            self._events.append(ContactRemoved(p.peer, "unresponsive"))
+            self._events.append(ContactRemoved(p.peer, RemovalReason.UNRESPONSIVE))
         if isinstance(op, LookupOp):
             op.it.on_failure(p.peer)
             self._step_lookup(op, now)
@@ -533,7 +533,7 @@ class DhtProtocol:
             self.table.update(op.peer, now)
             return
         if self.table.remove(op.peer):
-            self._events.append(ContactRemoved(op.peer, "ping timeout"))
+            self._events.append(ContactRemoved(op.peer, RemovalReason.PING_TIMEOUT))
         if op.peer in self.connected:
             self._events.append(PeerUnresponsive(op.peer))
 

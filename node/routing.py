@@ -16,11 +16,19 @@ Invariants:
 
 from __future__ import annotations
 
+import enum
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from node.ids import ID_BITS, NodeId, as_int, bucket_index
+
+
+class RemovalReason(enum.StrEnum):
+    """Why a contact left the routing table (``events.ContactRemoved.reason``)."""
+
+    UNRESPONSIVE = "unresponsive"  # too many requests failed in a row
+    PING_TIMEOUT = "ping timeout"  # a liveness or full-bucket ping went unanswered
 
 
 @dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table

@@ -14,6 +14,7 @@ with an application port). For every joined topic:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -23,6 +24,13 @@ from node.identity import Identity
 from node.ids import NodeId
 from node.operations import OpHost, OpKind, Purpose
 from node.records import ProviderRecord, sign_provider
+
+
+class LossReason(enum.StrEnum):
+    """Why a provider was lost (``events.TopicPeerLost.reason``)."""
+
+    LEFT = "left"  # it withdrew with a signed leave tombstone
+    EXPIRED = "expired"  # its announcement was not renewed within the provider TTL
 
 
 @dataclass(slots=True)
@@ -100,7 +108,7 @@ class Topics:
                 continue
             if node_id in result.left:
                 del jt.known[node_id]
-                self.host.emit(TopicPeerLost(topic, node_id, "left"))
+                self.host.emit(TopicPeerLost(topic, node_id, LossReason.LEFT))
             elif jt.known[node_id].ts + ttl_ms <= wall:
                 del jt.known[node_id]
-                self.host.emit(TopicPeerLost(topic, node_id, "expired"))
+                self.host.emit(TopicPeerLost(topic, node_id, LossReason.EXPIRED))
