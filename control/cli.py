@@ -33,6 +33,7 @@ from control.cli_options import (
 from control.client import ControlClient, EventSubscriber
 from control.commands import COMMAND_LIST, ArgSpec, ArgType, CommandSpec
 from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
+from control.limits import MAX_PORT
 from control.render import format_event, render_result, short, to_json
 from control.shell import Shell
 
@@ -57,53 +58,46 @@ app.add_typer(cluster_app, name="cluster")
 
 
 _P = inspect.Parameter
+
+
+def _option(name: str, kind: object, default: object, *flags: str, **option: Any) -> _P:
+    """A keyword-only typer option parameter ``name: kind = default``."""
+    return _P(
+        name,
+        _P.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[kind, typer.Option(*flags, **option)],
+    )
+
+
 _COMMON: Final = [
-    _P(
+    _option(
         "node",
-        _P.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option("--node", "-n", help="node index (1..N) or 'all' (supervisor only)."),
-        ],
+        str | None,
+        None,
+        "--node",
+        "-n",
+        help="node index (1..N) or 'all' (supervisor only).",
     ),
-    _P(
+    _option(
         "endpoint",
-        _P.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option("--endpoint", "-e", help="control (or, for watch, events) endpoint."),
-        ],
+        str | None,
+        None,
+        "--endpoint",
+        "-e",
+        help="control (or, for watch, events) endpoint.",
     ),
-    _P(
-        "json",
-        _P.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[bool, typer.Option("--json", help="print JSON for scripts.")],
-    ),
-    _P(
+    _option("json", bool, False, "--json", help="print JSON for scripts."),
+    _option(
         "timeout",
-        _P.KEYWORD_ONLY,
-        default=DEFAULT_TIMEOUT_S,
-        annotation=Annotated[
-            float, typer.Option("--timeout", min=0.01, help="seconds to wait for a reply.")
-        ],
+        float,
+        DEFAULT_TIMEOUT_S,
+        "--timeout",
+        min=0.01,
+        help="seconds to wait for a reply.",
     ),
-    _P(
-        "debug",
-        _P.KEYWORD_ONLY,
-        default=False,
-        annotation=Annotated[bool, typer.Option("--debug", help="show tracebacks.")],
-    ),
-    _P(
-        "cluster",
-        _P.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None, typer.Option("--cluster", help="cluster name (default: 'default').")
-        ],
-    ),
+    _option("debug", bool, False, "--debug", help="show tracebacks."),
+    _option("cluster", str | None, None, "--cluster", help="cluster name (default: 'default')."),
 ]
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -247,18 +241,16 @@ _HELP_NOTES: Final = {
 
 def _cli_param(arg: ArgSpec) -> inspect.Parameter:
     """The typer parameter of a command argument: optional ones are options, others arguments."""
-    kind = _P.KEYWORD_ONLY
+    flag = f"--{arg.name}"
     if arg.type is ArgType.PORT:
-        port = typer.Option(
-            f"--{arg.name}", f"-{arg.name[0]}", min=0, max=65535, help=f"{arg.help}."
-        )
-        return _P(arg.name, kind, default=None, annotation=Annotated[int | None, port])
+        letter = f"-{arg.name[0]}"
+        port_range = {"min": 0, "max": MAX_PORT}
+        return _option(arg.name, int | None, None, flag, letter, **port_range, help=f"{arg.help}.")
     if arg.type is ArgType.MAP:
-        meta = typer.Option(f"--{arg.name}", help="JSON object to advertise.")
-        return _P(arg.name, kind, default=None, annotation=Annotated[str | None, meta])
+        return _option(arg.name, str | None, None, flag, help="JSON object to advertise.")
     help_text = "64 hex digits" if arg.type is ArgType.NODE_ID else None
     value = typer.Argument(metavar=arg.name.upper(), help=help_text)
-    return _P(arg.name, kind, annotation=Annotated[str, value])
+    return _P(arg.name, _P.KEYWORD_ONLY, annotation=Annotated[str, value])
 
 
 def _wire_value(arg: ArgSpec, value: Any) -> Any:

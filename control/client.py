@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final, Self
 
 import zmq
@@ -40,6 +39,19 @@ _MONITOR_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.E
 
 NodeSelector = int | str | None
 """``node`` field of the envelope: ``None`` (absent), an index ``>= 1``, or ``"all"``."""
+
+
+class ClosesOnExit:
+    """``with obj:`` closes ``obj`` when the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def build_request(
@@ -85,7 +97,7 @@ def _reply_id(data: bytes) -> object:
     return None
 
 
-class ControlClient:
+class ControlClient(ClosesOnExit):
     """Blocking client: ``call("get", key="k") -> result map``. Not thread-safe."""
 
     def __init__(
@@ -197,17 +209,6 @@ class ControlClient:
 
     def close(self) -> None:
         self._reset()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class AsyncControlClient:
@@ -340,12 +341,7 @@ class AsyncControlClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 
@@ -368,7 +364,7 @@ def _subscribe(sock: zmq.Socket[bytes] | zmq.asyncio.Socket, topics: Sequence[st
         sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("utf-8"))
 
 
-class EventSubscriber:
+class EventSubscriber(ClosesOnExit):
     """Blocking iterator over ``(topic, payload)`` of events whose topic has a given prefix."""
 
     def __init__(
@@ -413,17 +409,6 @@ class EventSubscriber:
     def close(self) -> None:
         self._sock.close(linger=0)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class AsyncEventSubscriber:
     """``async for topic, payload in AsyncEventSubscriber(endpoint, ["peer."])``."""
@@ -465,10 +450,5 @@ class AsyncEventSubscriber:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()

@@ -26,15 +26,8 @@ class RecordingFront:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any], int | str | None]] = []
 
-    def call(
-        self,
-        cmd: str,
-        args: dict[str, Any] | None = None,
-        *,
-        node: int | str | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        self.sent.append((cmd, dict(args or {}), node))
+    def call(self, cmd: str, args: dict[str, Any], **routing: Any) -> dict[str, Any]:
+        self.sent.append((cmd, dict(args), routing.get("node")))
         return {"id": "x", "peers": [], "topics": [], "value": b"v"}
 
 
