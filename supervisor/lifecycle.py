@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.detached import spawn_detached
 from supervisor.errors import ClusterNotRunning, SupervisorError
 from supervisor.front_client import FrontClient
 from supervisor.launcher import Launcher
@@ -97,7 +98,6 @@ def spawn_supervisor(
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
     directory = cluster_dir(cluster, root)
-    directory.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
         "-m",
@@ -119,16 +119,7 @@ def spawn_supervisor(
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
-    with open(directory / SUPERVISOR_LOG, "ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            env=child_env,
-            start_new_session=True,
-        )
+    return spawn_detached(argv, directory / SUPERVISOR_LOG, child_env, cwd=REPO_ROOT)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
