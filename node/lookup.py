@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from node.ids import NodeId, as_int
@@ -35,6 +35,10 @@ class PeerState(enum.Enum):
     WAITING = 1
     SUCCEEDED = 2
     FAILED = 3
+
+
+_NOT_CONTACTED = (PeerState.NOT_CONTACTED,)
+_PENDING = (PeerState.NOT_CONTACTED, PeerState.WAITING)
 
 
 @dataclass(slots=True)
@@ -80,39 +84,36 @@ class LookupIter:
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    def _live(self, n: int) -> Iterator[Candidate]:
-        """The closest ``n`` candidates that have not failed, closest first."""
-        count = 0
+    def _first_of_closest(self, states: tuple[PeerState, ...]) -> Candidate | None:
+        """The closest candidate in one of ``states`` among the k closest that have not failed
+        (only these may be asked, and only these decide whether the lookup is done)."""
+        ahead = 0
         for _, pid in self._order:
-            if count >= n:
-                return
             c = self._peers[pid]
+            if c.state in states:
+                return c
             if c.state is not PeerState.FAILED:
-                count += 1
-                yield c
+                ahead += 1
+                if ahead >= self.k:
+                    return None
+        return None
 
     @property
     def finished(self) -> bool:
-        if self._finished:
-            return True
-        succeeded = 0
-        for c in self._live(self.k):
-            if c.state is not PeerState.SUCCEEDED:
-                return False
-            succeeded += 1
-        return succeeded >= self.k or self._in_flight == 0
+        """Finished: ``finish()`` was called, or none of the k closest live peers is still
+        to be asked or awaited."""
+        return self._finished or self._first_of_closest(_PENDING) is None
 
     def next_peer(self) -> Candidate | None:
         """The next peer to contact (now marked WAITING), or None (wait, or finished)."""
         if self._finished or self._in_flight >= self.capacity:
             return None
-        for c in self._live(self.k):
-            if c.state is PeerState.NOT_CONTACTED:
-                c.state = PeerState.WAITING
-                self._in_flight += 1
-                self.contacted += 1
-                return c
-        return None
+        c = self._first_of_closest(_NOT_CONTACTED)
+        if c is not None:
+            c.state = PeerState.WAITING
+            self._in_flight += 1
+            self.contacted += 1
+        return c
 
     @property
     def capacity(self) -> int:
@@ -128,7 +129,7 @@ class LookupIter:
         return out[:n]
 
     def closest_seen(self, n: int) -> list[NodeId]:
-        return [c.id for c in self._live(n)]
+        return [pid for _, pid in self._order if self._peers[pid].state is not PeerState.FAILED][:n]
 
     def depth(self, peer: NodeId) -> int:
         c = self._peers.get(peer)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from node.config import Config
@@ -81,15 +80,13 @@ class Maintenance:
 
     # == time =====================================================================================
 
-    def deadlines(self) -> Iterator[float]:
-        yield self._next_refresh_check
-        yield self._next_repair
+    def next_deadline(self) -> float:
+        t = min(self._next_refresh_check, self._next_repair, self._next_republish)
         if self._refresh_queue and not self._refresh_running:
-            yield self._next_refresh_start
+            t = min(t, self._next_refresh_start)
         if self._repair is not None:
-            yield self._next_repair_tick
-        if self.authored:
-            yield self._next_republish
+            t = min(t, self._next_repair_tick)
+        return t
 
     def handle_timer(self, now: float) -> None:
         if now >= self._next_refresh_check:

@@ -283,14 +283,12 @@ class DhtProtocol:
         return ref in (self._requests if kind is TimerKind.REQUEST else self._ops)
 
     def get_timer(self) -> float | None:
-        candidates = [self._next_liveness, *self.maintenance.deadlines(), *self.topics.deadlines()]
+        t = min(self._next_liveness, self.maintenance.next_deadline(), self.topics.next_deadline())
         first = self._timers.next_deadline(self._timer_alive)
         if first is not None:
-            candidates.append(first)
+            t = min(t, first)
         exp = self.records.next_expiry()
-        if exp is not None:
-            candidates.append(exp)
-        return min(candidates)
+        return t if exp is None else min(t, exp)
 
     def handle_timer(self, now: float) -> None:
         for kind, ref in self._timers.due(now):

@@ -15,7 +15,7 @@ with an application port). For every joined topic:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+import math
 from dataclasses import dataclass, field
 
 from node.config import Config
@@ -70,12 +70,15 @@ class Topics:
     def leave(self, topic: bytes) -> JoinedTopic | None:
         return self.joined.pop(topic, None)
 
-    def deadlines(self) -> Iterator[float]:
+    def next_deadline(self) -> float:
+        """When ``due`` has work next (infinity when no topic is joined)."""
+        t = math.inf
         for jt in self.joined.values():
             if not jt.discovering:
-                yield jt.next_discovery
+                t = min(t, jt.next_discovery)
             if jt.announcing:
-                yield jt.next_announce
+                t = min(t, jt.next_announce)
+        return t
 
     def due(self, now: float) -> None:
         for jt in list(self.joined.values()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from node.config import Config
@@ -61,11 +62,11 @@ def test_active_join_announces_discovers_and_repeats_on_schedule() -> None:
     )  # fmt: skip
     assert host.lookups == [(OpKind.GET_PEERS, TOPIC, 0.0, Purpose.DISCOVERY)]
     # One discovery at a time: its deadline is not offered until it ends.
-    assert sorted(topics.deadlines()) == [300.0]
+    assert topics.next_deadline() == 300.0
     topics.due(100.0)
     assert len(host.lookups) == 1
     topics.discovered(TOPIC, result(), 2.0)
-    assert sorted(topics.deadlines()) == [17.0, 300.0]
+    assert topics.next_deadline() == 17.0
     topics.due(300.0)
     assert len(host.writes) == 2
     assert len(host.lookups) == 2
@@ -100,6 +101,6 @@ def test_leave_forgets_the_topic() -> None:
     assert left is not None
     assert left.announcing
     assert topics.leave(TOPIC) is None
-    assert list(topics.deadlines()) == []
+    assert topics.next_deadline() == math.inf
     topics.discovered(TOPIC, result(sign_provider(ALICE, TOPIC, 1, 1, b"")), 1.0)
     assert host.events == []
