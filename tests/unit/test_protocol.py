@@ -33,7 +33,7 @@ from node.identity import Identity
 from node.ids import NodeId, key_id
 from node.messages import FindValue, Message, Nodes, Ping, Pong, Signal, Store, StoreAck, Value
 from node.protocol import DhtProtocol
-from node.records import sign_record
+from node.records import Record, sign_record
 
 WALL_S = 1_700_000_000.0
 
@@ -378,13 +378,19 @@ def test_far_future_and_forged_records_never_displace_the_honest_one() -> None:
     assert got.record == honest
 
 
+def holds(p: DhtProtocol, key: bytes, data: bytes, ts: int | None = None) -> Record:
+    """``p`` holds a record it signed itself (written straight into its store at t=0)."""
+    rec = sign_record(p.identity, key, data, p.wall_ms(0.0) if ts is None else ts)
+    p.records.put(rec, 0.0)
+    return rec
+
+
 def test_forged_value_in_a_lookup_is_ignored() -> None:
     net = Net(3)
-    getter, honest_holder, mallory = net.nodes
     net.mesh()
+    getter, honest_holder, mallory = net.nodes
     key = key_id("k")
-    rec = sign_record(honest_holder.identity, key, b"good", honest_holder.wall_ms(0.0))
-    honest_holder.records.put(rec, 0.0)
+    rec = holds(honest_holder, key, b"good")
     far = sign_record(mallory.identity, key, b"evil", mallory.wall_ms(0.0) + 3600_000)
 
     # mallory answers every FIND_VALUE with the far-future record
@@ -413,7 +419,7 @@ def test_expired_records_are_never_served_nor_repaired() -> None:
     a, b = net.nodes
     net.meet(a, b)
     key = key_id("k")
-    a.records.put(sign_record(a.identity, key, b"v", a.wall_ms(0.0)), 0.0)
+    holds(a, key, b"v")
     net.run_until(99.0)
     assert any(type(e).__name__ == "RecordExpired" for e in net.events[a.id])
     net.sent.clear()
@@ -431,8 +437,7 @@ def test_repair_restores_a_missing_replica() -> None:
     a, b, c = net.nodes
     net.mesh()
     key = key_id("k")
-    rec = sign_record(a.identity, key, b"v", a.wall_ms(0.0))
-    a.records.put(rec, 0.0)
+    rec = holds(a, key, b"v")
     net.run_until(40.0)
     assert b.records.get(key, net.now) == rec
     assert c.records.get(key, net.now) == rec
@@ -515,14 +520,11 @@ def test_signal_routing_dedup_and_hop_limit() -> None:
 def test_get_returns_the_best_record_among_in_flight_answers() -> None:
     """The first VALUE ends the lookup, but answers already in flight may still improve it."""
     net = Net(3)
-    getter, old_holder, new_holder = net.nodes
     net.mesh()
-    key = key_id("k")
-    old = sign_record(old_holder.identity, key, b"old", old_holder.wall_ms(0.0))
-    new = sign_record(new_holder.identity, key, b"new", old.ts + 1)
-    old_holder.records.put(old, 0.0)
-    new_holder.records.put(new, 0.0)
-    got = net.run(getter, lambda p, now: p.get(key, now))
+    getter, old_holder, new_holder = net.nodes
+    old = holds(old_holder, key_id("k"), b"old")
+    new = holds(new_holder, key_id("k"), b"new", ts=old.ts + 1)
+    got = net.run(getter, lambda p, now: p.get(key_id("k"), now))
     assert isinstance(got, GetResult)
     assert got.record == new
 
