@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Final, Self
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from typing import Any, Final, Generic, Self, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -36,6 +36,8 @@ DEFAULT_TIMEOUT_S: Final = 5.0
 MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
 MAX_EVENT_BYTES: Final = 4 * 1024 * 1024
 _MONITOR_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+
+R = TypeVar("R")
 
 NodeSelector = int | str | None
 """``node`` field of the envelope: ``None`` (absent), an index ``>= 1``, or ``"all"``."""
@@ -97,7 +99,65 @@ def _reply_id(data: bytes) -> object:
     return None
 
 
-class ControlClient(ClosesOnExit):
+Sock = TypeVar("Sock", zmq.Socket[bytes], zmq.asyncio.Socket)
+
+
+def _connect_monitored(sock: Sock, endpoint: str) -> tuple[Sock, Sock]:
+    """``sock`` connected to ``endpoint`` (queueing only on a completed connection), and the
+    monitor socket that reports refused connections."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        _close_monitored(sock, monitor)
+        raise Unreachable(f"invalid endpoint {endpoint!r}: {exc}") from exc
+    return sock, monitor
+
+
+def _close_monitored(sock: Sock | None, monitor: Sock | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        sock.close(linger=0)
+    if monitor is not None:
+        monitor.close(linger=0)
+
+
+class _Requests(Generic[R]):
+    """What both clients share: request ids, the envelope, ``request`` and ``call``.
+
+    ``R`` is the result map for the blocking client and an awaitable of it for the asyncio one;
+    each implements ``_exchange`` (send one encoded request, wait for its reply)."""
+
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._ids = itertools.count(1)
+
+    def request(
+        self,
+        cmd: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        node: NodeSelector = None,
+        timeout_s: float | None = None,
+    ) -> R:
+        """Send one command and wait for its result."""
+        rid = next(self._ids)
+        body = pack(build_request(rid, cmd, args, node))
+        return self._exchange(rid, body, self.timeout_s if timeout_s is None else timeout_s)
+
+    def call(self, cmd: str, node: NodeSelector = None, **args: Any) -> R:
+        """``call("store", key="k", value=b"v")``; ``node`` is the envelope's node selector."""
+        return self.request(cmd, args, node=node)
+
+    def _exchange(self, rid: int, body: bytes, limit_s: float) -> R:
+        raise NotImplementedError
+
+
+class ControlClient(_Requests[dict[str, Any]], ClosesOnExit):
     """Blocking client: ``call("get", key="k") -> result map``. Not thread-safe."""
 
     def __init__(
@@ -107,38 +167,21 @@ class ControlClient(ClosesOnExit):
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
+        super().__init__(endpoint, timeout_s)
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
         self._monitor: zmq.Socket[bytes] | None = None
         self._connected = False
-        self._ids = itertools.count(1)
 
     def _open(self) -> zmq.Socket[bytes]:
         if self._sock is not None:
             return self._sock
-        sock = self._ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
-        try:
-            sock.connect(self.endpoint)
-        except zmq.ZMQError as exc:
-            self._sock = sock
-            self._reset()
-            raise Unreachable(f"invalid endpoint {self.endpoint!r}: {exc}") from exc
-        self._sock = sock
+        self._sock, self._monitor = _connect_monitored(self._ctx.socket(zmq.REQ), self.endpoint)
         self._connected = False
-        return sock
+        return self._sock
 
     def _reset(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self._sock.disable_monitor()
-            self._sock.close(linger=0)
-        if self._monitor is not None:
-            self._monitor.close(linger=0)
+        _close_monitored(self._sock, self._monitor)
         self._sock = None
         self._monitor = None
         self._connected = False
@@ -176,19 +219,8 @@ class ControlClient(ClosesOnExit):
             if ready.get(sock, 0) & zmq.POLLOUT:
                 return
 
-    def request(
-        self,
-        cmd: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        node: NodeSelector = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Send one command and wait for its result."""
-        timeout = self.timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout
-        rid = next(self._ids)
-        body = pack(build_request(rid, cmd, args, node))
+    def _exchange(self, rid: int, body: bytes, limit_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + limit_s
         sock = self._open()
         self._wait_writable(sock, deadline)
         try:
@@ -199,19 +231,15 @@ class ControlClient(ClosesOnExit):
         remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
         if not sock.poll(remaining_ms, zmq.POLLIN):
             self._reset()
-            raise Timeout(f"no reply from {self.endpoint} within {timeout:g} s")
+            raise Timeout(f"no reply from {self.endpoint} within {limit_s:g} s")
         frames = sock.recv_multipart()
         return parse_reply(frames[-1], rid)
-
-    def call(self, cmd: str, node: NodeSelector = None, **args: Any) -> dict[str, Any]:
-        """``call("store", key="k", value=b"v")``; ``node`` is the envelope's node selector."""
-        return self.request(cmd, args, node=node)
 
     def close(self) -> None:
         self._reset()
 
 
-class AsyncControlClient:
+class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
     """asyncio client; concurrent calls are multiplexed on one DEALER socket."""
 
     def __init__(
@@ -221,8 +249,7 @@ class AsyncControlClient:
         *,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.timeout_s = timeout_s
+        super().__init__(endpoint, timeout_s)
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
         self._monitor: zmq.asyncio.Socket | None = None
@@ -230,7 +257,6 @@ class AsyncControlClient:
         self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._connected = asyncio.Event()
         self._refused = asyncio.Event()
-        self._ids = itertools.count(1)
         self._closed = False
 
     def _open(self) -> zmq.asyncio.Socket:
@@ -238,16 +264,7 @@ class AsyncControlClient:
             raise RuntimeError("client is closed")
         if self._sock is not None:
             return self._sock
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
-        try:
-            sock.connect(self.endpoint)
-        except zmq.ZMQError as exc:
-            sock.close(linger=0)
-            monitor.close(linger=0)
-            raise Unreachable(f"invalid endpoint {self.endpoint!r}: {exc}") from exc
+        sock, monitor = _connect_monitored(self._ctx.socket(zmq.DEALER), self.endpoint)
         self._sock, self._monitor = sock, monitor
         self._pump_task = asyncio.create_task(self._pump(sock, monitor), name="control-client")
         return sock
@@ -287,38 +304,25 @@ class AsyncControlClient:
         if not self._connected.is_set():
             raise Unreachable(f"no control server at {self.endpoint} (connection refused)")
 
-    async def request(
-        self,
-        cmd: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        node: NodeSelector = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        timeout = self.timeout_s if timeout_s is None else timeout_s
-        rid = next(self._ids)
-        body = pack(build_request(rid, cmd, args, node))
+    async def _exchange(self, rid: int, body: bytes, limit_s: float) -> dict[str, Any]:
         sock = self._open()
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(limit_s):
                     await self._wait_connected()
             except TimeoutError as exc:
                 raise Unreachable(f"could not connect to {self.endpoint} in time") from exc
             try:
-                async with asyncio.timeout(max(0.0, timeout)):
+                async with asyncio.timeout(max(0.0, limit_s)):
                     await sock.send_multipart([b"", body])
                     data = await fut
             except TimeoutError as exc:
-                raise Timeout(f"no reply from {self.endpoint} within {timeout:g} s") from exc
+                raise Timeout(f"no reply from {self.endpoint} within {limit_s:g} s") from exc
         finally:
             self._pending.pop(rid, None)
         return parse_reply(data, rid)
-
-    async def call(self, cmd: str, node: NodeSelector = None, **args: Any) -> dict[str, Any]:
-        return await self.request(cmd, args, node=node)
 
     async def close(self) -> None:
         self._closed = True
@@ -327,12 +331,7 @@ class AsyncControlClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
             self._pump_task = None
-        if self._sock is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self._sock.disable_monitor()
-            self._sock.close(linger=0)
-        if self._monitor is not None:
-            self._monitor.close(linger=0)
+        _close_monitored(self._sock, self._monitor)
         self._sock = self._monitor = None
         for fut in self._pending.values():
             fut.cancel()
@@ -359,9 +358,18 @@ def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]] | None:
     return topic, payload
 
 
-def _subscribe(sock: zmq.Socket[bytes] | zmq.asyncio.Socket, topics: Sequence[str] | None) -> None:
+def _subscribed(sock: Sock, endpoint: str, topics: Sequence[str] | None) -> Sock:
+    """``sock`` (a new SUB socket) subscribed to the ``topics`` prefixes and connected."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
     for prefix in topics or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("utf-8"))
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise Unreachable(f"invalid endpoint {endpoint!r}: {exc}") from exc
+    return sock
 
 
 class EventSubscriber(ClosesOnExit):
@@ -377,15 +385,7 @@ class EventSubscriber(ClosesOnExit):
         self.endpoint = endpoint
         self.dropped = 0
         ctx = context if context is not None else zmq.Context.instance()
-        self._sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
-        _subscribe(self._sock, topics)
-        try:
-            self._sock.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise Unreachable(f"invalid endpoint {endpoint!r}: {exc}") from exc
+        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics)
 
     def recv(self, timeout_s: float | None = None) -> tuple[str, dict[str, Any]] | None:
         """The next well-formed event, or ``None`` after ``timeout_s`` (forever when None)."""
@@ -423,15 +423,7 @@ class AsyncEventSubscriber:
         self.endpoint = endpoint
         self.dropped = 0
         ctx = context if context is not None else zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket = ctx.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
-        _subscribe(self._sock, topics)
-        try:
-            self._sock.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise Unreachable(f"invalid endpoint {endpoint!r}: {exc}") from exc
+        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics)
 
     async def recv(self) -> tuple[str, dict[str, Any]]:
         while True:
