@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,19 @@ def test_up_status_second_up_down(env: dict[str, str]) -> None:
     status = orchestrate(env, "status", "--cluster", "clitest")
     assert status.returncode == 0
     assert status.stdout.count(" up") >= 3
+
+    # dhtctl finds the supervisor through the state file the supervisor wrote.
+    rt = subprocess.run(
+        [sys.executable, "-m", "control", "rt", "--node", "2", "--cluster", "clitest", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rt.returncode == 0, rt.stderr
+    assert json.loads(rt.stdout) == {"size": 50, "buckets_used": 1}
 
     logs = orchestrate(env, "logs", "--cluster", "clitest", "--node", "2")
     assert logs.returncode == 0
