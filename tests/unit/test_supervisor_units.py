@@ -14,7 +14,13 @@ from control.server import decode_body, split_envelope
 from supervisor.cluster import formation, status_table
 from supervisor.errors import StateError
 from supervisor.ports import pick_port, port_is_free
-from supervisor.spec import Backend, SupervisorConfig, formed_threshold, node_spec
+from supervisor.spec import (
+    NODE_COMMAND,
+    Backend,
+    SupervisorConfig,
+    formed_threshold,
+    node_spec,
+)
 from supervisor.state import ClusterState, NodeRecord, load_state, save_state, state_path
 
 
@@ -112,9 +118,7 @@ def test_node_spec_command_line(tmp_path: Path) -> None:
     cfg = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path, node_args=("--k", "8"))
     spec = node_spec(cfg, 2, "ws://127.0.0.1:3000", "tcp://127.0.0.1:7", "tcp://127.0.0.1:8")
     assert list(spec.argv) == [
-        "python",
-        "-m",
-        "node",
+        *NODE_COMMAND,
         "--signaling",
         "ws://127.0.0.1:3000",
         "--data-dir",
