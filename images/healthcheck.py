@@ -3,9 +3,9 @@
 The role and endpoints come from the container's main process (PID 1, the command the supervisor
 gave), so the check follows whatever flags or environment that command was started with:
 
-- ``python -m node``: send ``{"v": 1, "id": 1, "cmd": "id", "args": {}}`` on a REQ socket to the
-  control endpoint (``--control``, else ``$DHT_CONTROL``, else ``tcp://127.0.0.1:7000``) and require
-  an ``ok`` reply within ``TIMEOUT_S``.
+- ``python -m peer`` (``dht-node``): send ``{"v": 1, "id": 1, "cmd": "id", "args": {}}`` on a
+  REQ socket to the control endpoint (``--control``, else ``$DHT_CONTROL``, else
+  ``tcp://127.0.0.1:7000``) and require an ``ok`` reply within ``TIMEOUT_S``.
 - ``python -m signaling``: a TCP connect to ``--host``/``--port`` (else ``$SIGNALING_HOST`` /
   ``$SIGNALING_PORT``, else 127.0.0.1:3000).
 
@@ -44,10 +44,17 @@ def flag(argv: Sequence[str], name: str) -> str | None:
     return value
 
 
+SCRIPT_ROLES = {"dht-node": "peer", "dht-signaling": "signaling"}
+
+
 def role_of(argv: Sequence[str]) -> str | None:
+    """``peer`` or ``signaling`` (``python -m ROLE`` or the console script), else None."""
     for i, arg in enumerate(argv):
         if arg == "-m" and i + 1 < len(argv):
             return argv[i + 1]
+        role = SCRIPT_ROLES.get(os.path.basename(arg))
+        if role is not None:
+            return role
     return None
 
 
@@ -115,7 +122,7 @@ def main() -> int:
     env = os.environ
     if role == "signaling":
         reason = check_signaling(argv, env)
-    elif role == "node":
+    elif role == "peer":
         reason = check_node(argv, env)
     else:
         print(f"unknown role in {argv!r}; nothing to check")

@@ -28,7 +28,7 @@ DEFAULT_UP_TIMEOUT_S = 120.0
 FORMED_RT_MAX = 8  # a node is formed when rt size >= min(FORMED_RT_MAX, N - 1)
 MAX_PEERS = 1000
 
-NODE_COMMAND: tuple[str, ...] = ("python", "-m", "node")
+NODE_COMMAND: tuple[str, ...] = ("python", "-m", "peer")
 SIGNALING_COMMAND: tuple[str, ...] = ("python", "-m", "signaling")
 NODE_COMMAND_ENV = "DHT_NODE_COMMAND"
 SIGNALING_COMMAND_ENV = "DHT_SIGNALING_COMMAND"

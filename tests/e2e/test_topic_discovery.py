@@ -13,8 +13,7 @@ from node.identity import Identity
 from node.ids import key_id, parse_id
 from node.messages import Announce, AnnounceAck
 from node.records import sign_provider
-from node.runtime import NodeRuntime, NodeSettings
-from node.transport.webrtc import WebRTCTransport
+from tests.support.peers import webrtc_peer
 from tests.support.procs import ProcCluster, proc_cluster
 
 pytestmark = pytest.mark.slow
@@ -75,14 +74,8 @@ def test_oversize_metadata_and_huge_topic_are_refused(pair: ProcCluster) -> None
 async def test_forged_announcer_is_rejected_and_nothing_stored(pair: ProcCluster) -> None:
     loop = asyncio.get_running_loop()
     victim = pair.nodes[1]
-    attacker = NodeRuntime(
-        Identity.generate(),
-        WebRTCTransport(["127.0.0.1"]),
-        settings=NodeSettings(signaling_url=pair.signaling.url),
-    )
-    await attacker.start()
-    try:
-        await attacker.signaling.wait_registered(10)
+    async with webrtc_peer(pair.signaling.url) as node:
+        attacker = node.runtime
         victim_id = parse_id(victim.node_id)
         assert await attacker.dial(victim_id)
         honest = Identity.generate()
@@ -115,7 +108,9 @@ async def test_forged_announcer_is_rejected_and_nothing_stored(pair: ProcCluster
         attacker.proto.receive = spy  # type: ignore[method-assign]
         from node import codec
 
-        attacker._peers[victim_id].link.send(codec.encode(Announce(4242, forged)))
+        link = attacker.connections.link(victim_id)
+        assert link is not None
+        link.send(codec.encode(Announce(4242, forged)))
         await asyncio.wait_for(got_ack.wait(), 10)
         assert acks[0].ok is False
         assert acks[0].reason == "bad signature"
@@ -126,5 +121,3 @@ async def test_forged_announcer_is_rejected_and_nothing_stored(pair: ProcCluster
             None, lambda: victim.call("lookup", topic="forged-topic")
         )
         assert found["peers"] == []
-    finally:
-        await attacker.stop()

@@ -156,7 +156,7 @@ def test_launcher_on_a_dead_socket_raises_one_clear_error(monkeypatch: pytest.Mo
 
 def test_listen_ports_come_from_listen_flags_only() -> None:
     argv = [
-        "python", "-m", "node", "--signaling", "ws://127.0.0.1:3000",
+        "python", "-m", "peer", "--signaling", "ws://127.0.0.1:3000",
         "--control", "tcp://127.0.0.1:7003", "--events", "tcp://0.0.0.0:7004",
         "--data-dir", "/data",
     ]  # fmt: skip
@@ -185,14 +185,14 @@ def test_healthcheck_script_asks_the_control_socket_for_id() -> None:
 
     thread = threading.Thread(target=serve)
     thread.start()
-    argv = ["python", "-m", "node", "--control", f"tcp://0.0.0.0:{port}"]
+    argv = ["python", "-m", "peer", "--control", f"tcp://0.0.0.0:{port}"]
     try:
         assert healthcheck.check_node(argv, {}) is None
         thread.join(5)
         assert seen == [{"v": 1, "id": 1, "cmd": "id", "args": {}}]
         dead = free_port()
         reason = healthcheck.check_node(
-            ["python", "-m", "node"], {"DHT_CONTROL": f"tcp://127.0.0.1:{dead}"}
+            ["python", "-m", "peer"], {"DHT_CONTROL": f"tcp://127.0.0.1:{dead}"}
         )
         assert reason is not None
         assert "no reply" in reason

@@ -10,10 +10,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from node.identity import Identity
 from node.ids import parse_id
-from node.runtime import NodeRuntime, NodeSettings
-from node.transport.webrtc import WebRTCTransport
+from tests.support.peers import webrtc_peer
 from tests.support.procs import proc_cluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -98,16 +96,10 @@ async def test_malformed_frames_never_crash_the_receiver(tmp_path: Path) -> None
         await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=1, timeout_s=60))
         victim = c.nodes[0]
         victim_id = parse_id(victim.node_id)
-        attacker = NodeRuntime(
-            Identity.generate(),
-            WebRTCTransport(["127.0.0.1"]),
-            settings=NodeSettings(signaling_url=c.signaling.url),
-        )
-        await attacker.start()
-        try:
-            await attacker.signaling.wait_registered(10)
-            assert await attacker.dial(victim_id)
-            link = attacker._peers[victim_id].link
+        async with webrtc_peer(c.signaling.url) as attacker:
+            assert await attacker.runtime.dial(victim_id)
+            link = attacker.runtime.connections.link(victim_id)
+            assert link is not None
             garbage = [
                 os.urandom(1),
                 os.urandom(200),
@@ -133,11 +125,9 @@ async def test_malformed_frames_never_crash_the_receiver(tmp_path: Path) -> None
             )
             assert victim.alive()
             # The receiver still serves the same peer and everyone else.
-            r = await attacker.ping(node_id=victim.node_id)
+            r = await attacker.api.ping(node_id=victim.node_id)
             assert r["rtt_ms"] >= 0
             other = c.nodes[1]
             await loop.run_in_executor(None, lambda: other.call("store", key="x", value=b"y"))
             got = await loop.run_in_executor(None, lambda: victim.call("get", key="x"))
             assert got["value"] == b"y"
-        finally:
-            await attacker.stop()

@@ -49,7 +49,7 @@ class NodeProc:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "node",
+                sys.executable, "-m", "peer",
                 "--signaling", signaling_url,
                 "--data-dir", str(self.data_dir),
                 "--control", self.control,

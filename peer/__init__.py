@@ -1,0 +1,1 @@
+"""The node *process* (``dht-node``): the composition root and the control facade."""
