@@ -4,16 +4,17 @@ Operation results arrive as ``OpCompleted`` carrying one of the ``*Result`` data
 report state changes the runtime publishes or acts on.
 
 Publication is generic: every event the node publishes is a :class:`Notice` — it names its
-control-plane topic (``TOPIC``) and builds its payload (``payload(names)``; ``names`` turns key
-and topic ids back into the strings the API was given, when this node knows them). The runtime
-hands notices to its listeners; the control plane sends ``[TOPIC, payload]``. Events without a
-topic (``OpCompleted``, ``PeerUnresponsive``, ...) are acted on by the runtime and not published.
+control-plane topic (``TOPIC``, declared as ``class X(Notice, topic="...")``) and builds its
+payload (``payload(names)``; ``names`` turns key and topic ids back into the strings the API was
+given, when this node knows them). The runtime hands notices to its listeners; the control plane
+sends ``[TOPIC, payload]``. Events without a topic (``OpCompleted``, ``PeerUnresponsive``, ...)
+are acted on by the runtime and not published.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol, cast
 
 from node.ids import NodeId
 from node.records import ProviderRecord, Record
@@ -33,8 +34,22 @@ class Notice:
     __slots__ = ()
     TOPIC: ClassVar[str]
 
+    def __init_subclass__(cls, *, topic: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if topic:  # (dataclass(slots=True) re-creates the class without the keyword)
+            cls.TOPIC = topic
+
     def payload(self, names: Names) -> dict[str, Any]:
-        raise NotImplementedError
+        """By default the fields by name, bytes (ids) in hex, enums as their string."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(cast(Any, self))}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 def _ms(seconds: float) -> float:
@@ -118,7 +133,7 @@ class OpCompleted:
 
 
 @dataclass(frozen=True, slots=True)
-class LookupDone(Notice):
+class LookupDone(Notice, topic="lookup.done"):
     kind: str  # "find_node" | "find_value" | "get_peers"
     target: bytes
     hops: int
@@ -126,8 +141,6 @@ class LookupDone(Notice):
     found: bool
     contacted: int
     failed: int
-
-    TOPIC: ClassVar[str] = "lookup.done"
 
     def payload(self, names: Names) -> dict[str, Any]:
         return {
@@ -142,13 +155,11 @@ class LookupDone(Notice):
 
 
 @dataclass(frozen=True, slots=True)
-class RecordStored(Notice):
+class RecordStored(Notice, topic="record.stored"):
     record: Record
     cached: bool
     local: bool  # stored by this node's own API call
     source: NodeId | None
-
-    TOPIC: ClassVar[str] = "record.stored"
 
     def payload(self, names: Names) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -166,12 +177,10 @@ class RecordStored(Notice):
 
 
 @dataclass(frozen=True, slots=True)
-class RecordExpired(Notice):
+class RecordExpired(Notice, topic="record.expired"):
     key: bytes
     pub: NodeId
     cached: bool
-
-    TOPIC: ClassVar[str] = "record.expired"
 
     def payload(self, names: Names) -> dict[str, Any]:
         return {"key_id": self.key.hex(), "publisher": self.pub.hex(), "cached": self.cached}
@@ -209,42 +218,25 @@ class SignalReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceRefresh(Notice):
+class MaintenanceRefresh(Notice, topic="maintenance.refresh"):
     buckets: int
 
-    TOPIC: ClassVar[str] = "maintenance.refresh"
-
-    def payload(self, names: Names) -> dict[str, Any]:
-        return {"buckets": self.buckets}
-
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceRepublish(Notice):
+class MaintenanceRepublish(Notice, topic="maintenance.republish"):
     keys: int
 
-    TOPIC: ClassVar[str] = "maintenance.republish"
-
-    def payload(self, names: Names) -> dict[str, Any]:
-        return {"keys": self.keys}
-
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceRepair(Notice):
+class MaintenanceRepair(Notice, topic="maintenance.repair"):
     keys_checked: int
     replicas_restored: int
 
-    TOPIC: ClassVar[str] = "maintenance.repair"
-
-    def payload(self, names: Names) -> dict[str, Any]:
-        return {"keys_checked": self.keys_checked, "replicas_restored": self.replicas_restored}
-
 
 @dataclass(frozen=True, slots=True)
-class TopicPeerFound(Notice):
+class TopicPeerFound(Notice, topic="topic.peer"):
     topic: bytes
     provider: ProviderRecord
-
-    TOPIC: ClassVar[str] = "topic.peer"
 
     def payload(self, names: Names) -> dict[str, Any]:
         return {
@@ -257,12 +249,10 @@ class TopicPeerFound(Notice):
 
 
 @dataclass(frozen=True, slots=True)
-class TopicPeerLost(Notice):
+class TopicPeerLost(Notice, topic="topic.peer_lost"):
     topic: bytes
     peer: NodeId
     reason: str  # "left" | "expired"
-
-    TOPIC: ClassVar[str] = "topic.peer_lost"
 
     def payload(self, names: Names) -> dict[str, Any]:
         return {
@@ -277,26 +267,16 @@ class TopicPeerLost(Notice):
 
 
 @dataclass(frozen=True, slots=True)
-class PeerConnected(Notice):
+class PeerConnected(Notice, topic="peer.connected"):
     """An authenticated link to ``peer`` is up (not repeated when a link is replaced)."""
 
     peer: NodeId
 
-    TOPIC: ClassVar[str] = "peer.connected"
-
-    def payload(self, names: Names) -> dict[str, Any]:
-        return {"peer": self.peer.hex()}
-
 
 @dataclass(frozen=True, slots=True)
-class PeerDisconnected(Notice):
+class PeerDisconnected(Notice, topic="peer.disconnected"):
     peer: NodeId
     reason: str
-
-    TOPIC: ClassVar[str] = "peer.disconnected"
-
-    def payload(self, names: Names) -> dict[str, Any]:
-        return {"peer": self.peer.hex(), "reason": self.reason}
 
 
 STATS_LATENCY_PERCENTILES = (50, 90, 99)
@@ -311,7 +291,7 @@ def percentiles(samples: list[float], pcts: tuple[int, ...]) -> dict[str, float 
 
 
 @dataclass(frozen=True, slots=True)
-class NodeStats(Notice):
+class NodeStats(Notice, topic="node.stats"):
     """The periodic heartbeat (and the ``stats`` command): counters, latencies, sizes."""
 
     id: NodeId
@@ -334,8 +314,6 @@ class NodeStats(Notice):
     hellos_rejected: int
     signaling_connected: bool
     topics_joined: int
-
-    TOPIC: ClassVar[str] = "node.stats"
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]

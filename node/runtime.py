@@ -136,21 +136,22 @@ class _Hooks:
     def link_up(self, peer: NodeId) -> None:
         self._rt.core.peer_connected(peer, self._rt.now)
 
+    def _live(self) -> DhtProtocol | None:
+        return None if self._rt.stopped else self._rt.proto
+
     def link_down(self, peer: NodeId) -> None:
-        rt = self._rt
-        if rt.proto is None or rt.stopped:
-            return
-        rt.proto.peer_disconnected(peer, rt.now)
-        rt.pump()
-        if not rt.connections and rt.bootstrap is not None:
-            rt.bootstrap.wake()
+        core = self._live()
+        if core is not None:
+            core.peer_disconnected(peer, self._rt.now)
+            self._rt.pump()
+            if not self._rt.connections and self._rt.bootstrap is not None:
+                self._rt.bootstrap.wake()
 
     def unreachable(self, peer: NodeId) -> None:
-        rt = self._rt
-        if rt.proto is None or rt.stopped:
-            return
-        rt.proto.delivery_failed(peer, rt.now)
-        rt.pump()
+        core = self._live()
+        if core is not None:
+            core.delivery_failed(peer, self._rt.now)
+            self._rt.pump()
 
     def received(self, peer: NodeId, data: bytes) -> None:
         self._rt.core.receive(peer, data, self._rt.now)

@@ -12,9 +12,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,83 +47,51 @@ class Options:
     settings: NodeSettings
 
 
+def _opt(
+    env: str | None, help: str, parser: Callable[[Any], Any] | None = None, metavar: str = ""
+) -> Any:
+    """A typer option read from ``env`` too, checked by a ``node.clikit`` parser."""
+    return typer.Option(
+        envvar=env, parser=parser, help=help, show_envvar=env is not None, metavar=metavar or None
+    )
+
+
+_ICE_ADDRESS_HELP = "host address ICE gathers on (repeatable; env DHT_ICE_ADDRESSES, a comma list)"
+_ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma list)"
+_BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
+_DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"
+_URL = "DHT_SIGNALING_URL"
+
+
 @app.command()
 def main_command(
-    signaling: Annotated[
-        str,
-        typer.Option(
-            envvar="DHT_SIGNALING_URL", help="signaling server URL; 'none' to run without one"
-        ),
-    ] = "ws://127.0.0.1:3000",
-    data_dir: Annotated[
-        str, typer.Option(envvar="DHT_DATA_DIR", help="key directory")
-    ] = "./.dht-node",
-    ice_address: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="ADDR",
-            help="host address ICE gathers on (repeatable; env DHT_ICE_ADDRESSES, a comma "
-            "list; default 127.0.0.1)",
-        ),
-    ] = None,
-    ice_server: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="URL", help="stun:/turn: URL (repeatable; env DHT_ICE_SERVERS; default none)"
-        ),
-    ] = None,
-    control: Annotated[
-        str,
-        typer.Option(envvar="DHT_CONTROL", parser=clikit.endpoint, help="control endpoint"),
-    ] = "tcp://127.0.0.1:7000",
-    events: Annotated[
-        str, typer.Option(envvar="DHT_EVENTS", parser=clikit.endpoint, help="events endpoint")
-    ] = "tcp://127.0.0.1:7001",
-    k: Annotated[
-        int, typer.Option("--k", envvar="DHT_K", parser=clikit.positive_int, help="bucket size")
-    ] = 20,
-    alpha: Annotated[
-        int,
-        typer.Option(envvar="DHT_ALPHA", parser=clikit.positive_int, help="lookup parallelism"),
-    ] = 3,
+    signaling: Annotated[str, _opt(_URL, "signaling server URL; 'none': no server")] = (
+        "ws://127.0.0.1:3000"
+    ),
+    data_dir: Annotated[str, _opt("DHT_DATA_DIR", "key directory")] = "./.dht-node",
+    ice_address: Annotated[list[str] | None, _opt(None, _ICE_ADDRESS_HELP, metavar="ADDR")] = None,
+    ice_server: Annotated[list[str] | None, _opt(None, _ICE_SERVER_HELP, metavar="URL")] = None,
+    control: Annotated[str, _opt("DHT_CONTROL", "control endpoint", clikit.endpoint)] = (
+        "tcp://127.0.0.1:7000"
+    ),
+    events: Annotated[str, _opt("DHT_EVENTS", "events endpoint", clikit.endpoint)] = (
+        "tcp://127.0.0.1:7001"
+    ),
+    k: Annotated[int, _opt("DHT_K", "bucket size", clikit.positive_int)] = 20,
+    alpha: Annotated[int, _opt("DHT_ALPHA", "lookup parallelism", clikit.positive_int)] = 3,
     max_connections: Annotated[
-        int,
-        typer.Option(
-            envvar="DHT_MAX_CONNECTIONS",
-            parser=clikit.positive_int,
-            help="open connections above which unneeded ones are closed",
-        ),
+        int, _opt("DHT_MAX_CONNECTIONS", "connection cap", clikit.positive_int)
     ] = 64,
     bootstrap_peers: Annotated[
-        int,
-        typer.Option(
-            envvar="DHT_BOOTSTRAP_PEERS",
-            parser=clikit.positive_int,
-            help="how many peers from the signaling server to dial when joining",
-        ),
+        int, _opt("DHT_BOOTSTRAP_PEERS", _BOOTSTRAP_HELP, clikit.positive_int)
     ] = 8,
     discovery_interval: Annotated[
-        float,
-        typer.Option(
-            envvar="DHT_DISCOVERY_INTERVAL",
-            parser=clikit.positive_float,
-            help="seconds between re-lookups of a joined topic (continuous discovery)",
-        ),
+        float, _opt("DHT_DISCOVERY_INTERVAL", _DISCOVERY_HELP, clikit.positive_float)
     ] = 15.0,
     stats_interval: Annotated[
-        float,
-        typer.Option(
-            envvar="DHT_STATS_INTERVAL",
-            parser=clikit.positive_float,
-            help="seconds between node.stats events",
-        ),
+        float, _opt("DHT_STATS_INTERVAL", "seconds between node.stats", clikit.positive_float)
     ] = 5.0,
-    log_level: Annotated[
-        str,
-        typer.Option(
-            envvar="DHT_LOG_LEVEL", parser=clikit.log_level, help="DEBUG, INFO, WARNING, ERROR"
-        ),
-    ] = "INFO",
+    log_level: Annotated[str, _opt("DHT_LOG_LEVEL", "DEBUG..ERROR", clikit.log_level)] = "INFO",
 ) -> int:
     logging.basicConfig(
         level=log_level,
@@ -157,8 +125,8 @@ async def run(options: Options) -> int:
     node = PeerNode(
         identity,
         WebRTCTransport(options.ice_addresses, options.ice_servers),
-        options.config,
-        options.settings,
+        config=options.config,
+        settings=options.settings,
         signaling_url=options.signaling,
         control_endpoint=options.control,
         events_endpoint=options.events,

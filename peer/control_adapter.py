@@ -3,14 +3,9 @@
 This is the one place where node results become control-plane result maps and node errors
 become ``CommandError`` codes (docs/interfaces.md has the maps):
 
-====================================  =================
-node error                            control code
-====================================  =================
-``TooLarge``, ``MessageTooLarge``     ``too_large``
-any other ``LocalError``              ``bad_args``
-                                      (``BadArgument``, ``IdError``)
-``OperationError(Failure.X)``         ``FAILURE_CODES[X]``
-====================================  =================
+- ``TooLarge`` (a value, provider metadata), ``MessageTooLarge``  →  ``too_large``
+- any other ``LocalError`` (``BadArgument``, ``IdError`` for a bad node id)  →  ``bad_args``
+- ``OperationError(Failure.X)``  →  ``FAILURE_CODES[X]`` (``timeout``, ``unreachable``, ...)
 
 A failed store (``StoreResult.ok`` false) and a missing key are results of the runtime, not
 errors; they become ``quorum_not_met`` / ``not_found`` here, with the numbers in ``details``.

@@ -33,12 +33,12 @@ class PeerNode:
         self,
         identity: Identity,
         transport: Transport,
-        config: Config | None = None,
-        settings: NodeSettings | None = None,
         *,
         signaling_url: str | None = None,
         control_endpoint: str | None = None,
         events_endpoint: str | None = None,
+        config: Config | None = None,
+        settings: NodeSettings | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity

@@ -40,8 +40,8 @@ async def start_nodes(
         PeerNode(
             Identity.generate(),
             MemoryTransport(hub),
-            config,
-            NodeSettings(**settings),  # type: ignore[arg-type]
+            config=config,
+            settings=NodeSettings(**settings),  # type: ignore[arg-type]
             signaling_url=url,
         )
         for _ in range(n)
