@@ -1,8 +1,8 @@
 """``ProcessLauncher``: cluster members as local processes.
 
-Each member runs in its own session (``start_new_session=True``) so that signals reach its whole
-process group and a Ctrl-C in the shell that ran ``orchestrate.py up`` does not reach it.
-stdout and stderr go to the member's log file.
+Each member runs detached (``supervisor.detached``): in its own session, so that signals reach
+its whole process group and a Ctrl-C in the shell that ran ``orchestrate.py up`` does not reach
+it; stdout and stderr go to the member's log file.
 
 Recovery from another process: every start is recorded in
 ``<state_root>/<cluster>/members.json`` (role, index, pid, the process start time from
@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from supervisor.detached import spawn_detached
 from supervisor.errors import LaunchError
 from supervisor.launcher import MemberHandle, MemberSpec, MemberState, Role
 from supervisor.state import write_json_atomic
@@ -56,6 +57,14 @@ def _proc_state(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rpartition(")")[2].split()[0]
+
+
+def _recorded_alive(member: dict[str, Any]) -> bool:
+    """Whether the process a members-file entry names still runs (and is that process)."""
+    pid = member.get("pid")
+    if not isinstance(pid, int) or _proc_state(pid) in (None, "Z", "X"):
+        return False
+    return member.get("start_ticks") in (None, _start_ticks(pid))
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -110,24 +119,7 @@ class ProcessLauncher:
         try:
             if spec.data_dir:
                 Path(spec.data_dir).mkdir(parents=True, exist_ok=True)
-            if spec.log_path:
-                Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
-                out: Any = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child
-            else:
-                out = subprocess.DEVNULL
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            finally:
-                if out is not subprocess.DEVNULL:
-                    out.close()
+            proc = spawn_detached(argv, Path(spec.log_path) if spec.log_path else None, env)
         except OSError as exc:
             raise LaunchError(f"cannot start {spec.role} {spec.index} ({argv[0]}): {exc}") from exc
         entry = {
@@ -140,10 +132,13 @@ class ProcessLauncher:
         }
         with self._lock:
             self._children[proc.pid] = proc
+            # An earlier process of the same member stays on record while it runs, so that
+            # remove_cluster (``down``) still stops it should its owner have lost it.
             members = [
                 m
                 for m in self._read_members(spec.cluster)
                 if not (m.get("role") == str(spec.role) and m.get("index") == spec.index)
+                or _recorded_alive(m)
             ]
             members.append(entry)
             self._write_members(spec.cluster, members)

@@ -6,30 +6,31 @@ Theory of operation:
   find it at once), then launches the signaling server and the peers through the ``Launcher``.
 - The *monitor* task checks every member's state; a member that exited while we did not ask it
   to is restarted with the same spec (same data dir → same node ID, same ports) after a backoff
-  that doubles on repeated crashes and resets once the member has run for ``STABLE_AFTER_S``.
+  (the pure policy in ``supervisor.restart``). Every start and stop of a member goes through
+  ``members.Lifecycle`` under that member's lock (see there why).
 - The *health* task asks every peer for ``id``: a peer that answers is ``up``; one whose process
   runs but does not answer is ``starting``; one whose process is gone is ``down``.
 - One SUB socket per peer feeds the event forwarder, which re-publishes every event on the
   supervisor's PUB with ``index`` added and feeds ``node.stats`` into the metrics.
-- Front requests each run in their own task (``front.FrontServer``); commands for node *i* go
+- Front requests each run in their own task (``control.server.RouterServer``, routed by
+  ``front.route``); commands for node *i* go
   through one ``AsyncControlClient`` per node, which multiplexes concurrent calls.
 
 Invariants: the state file always lists exactly the current members with their current refs;
-launcher calls that may block (process spawn, Docker API) run in worker threads, never on the loop.
+launcher calls that may block (process spawn, Docker API) run in worker threads, never on the loop;
+once ``close`` begins nothing is started, and every process ever started is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -40,9 +41,12 @@ from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, 
 from control.schema import Request
 from control.server import RouterServer
 from supervisor.front import front_server, route
-from supervisor.launcher import Launcher, MemberHandle, MemberSpec, MemberState, Role
+from supervisor.launcher import Launcher, MemberState
+from supervisor.members import Health, Lifecycle, Member, Observation
 from supervisor.metrics import ClusterMetrics
 from supervisor.ports import HOST, pick_port, tcp_endpoint
+from supervisor.restart import RestartPolicy, delay_s
+from supervisor.restart import counted as restart_counted
 from supervisor.spec import (
     MAX_PEERS,
     SupervisorConfig,
@@ -54,55 +58,13 @@ from supervisor.state import SUPERVISOR_LOG, ClusterState, NodeRecord, save_stat
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 MONITOR_INTERVAL_S = 0.25
 HEALTH_INTERVAL_S = 1.0
 HEALTH_TIMEOUT_S = 2.0
 STATUS_TIMEOUT_S = 3.0
 NODE_COMMAND_TIMEOUT_S = 30.0
-RESTART_BACKOFF_INITIAL_S = 0.5
-RESTART_BACKOFF_MAX_S = 30.0
-STABLE_AFTER_S = 60.0
-STOP_TIMEOUT_S = 10.0
 
-
-class Health(enum.StrEnum):
-    UP = "up"
-    STARTING = "starting"
-    DOWN = "down"
-
-
-@dataclass(eq=False)
-class Member:
-    """Runtime bookkeeping for one member (mutable; owned by the supervisor loop)."""
-
-    spec: MemberSpec
-    handle: MemberHandle | None = None
-    health: Health = Health.STARTING
-    restarts: int = 0
-    node_id: str | None = None
-    control: str | None = None
-    events: str | None = None
-    client: AsyncControlClient | None = None
-    sub: zmq.asyncio.Socket | None = None
-    forwarder: asyncio.Task[None] | None = None
-    stopping: bool = False
-    started_at: float = 0.0
-    backoff_s: float = RESTART_BACKOFF_INITIAL_S
-    restart_due: float | None = None
-    last_exit_code: int | None = None
-    announced_up: bool = False
-    engine_restarts_now: int = 0  # the backend's own restart count (Docker RestartCount)
-    engine_restarts_seen: int = 0
-
-    @property
-    def index(self) -> int:
-        return self.spec.index
-
-    @property
-    def role(self) -> Role:
-        return self.spec.role
+__all__ = ["Health", "Member", "Supervisor"]
 
 
 def _arg_int(args: Mapping[str, Any], name: str) -> int:
@@ -119,12 +81,19 @@ class Supervisor:
         launcher: Launcher,
         *,
         offload: bool | None = None,
+        policy: RestartPolicy | None = None,
     ) -> None:
         self.config = config
         self.launcher = launcher
         # Blocking launchers run in worker threads; the memory launcher runs inline so that test
         # callbacks can touch the event loop.
-        self._offload = launcher.name != "memory" if offload is None else offload
+        self.lifecycle = Lifecycle(
+            launcher,
+            policy or RestartPolicy(),
+            offload=launcher.name != "memory" if offload is None else offload,
+            clock=time.monotonic,
+            on_change=self.save,
+        )
         self.ctx = zmq.asyncio.Context()
         self.metrics = ClusterMetrics()
         self.peers: dict[int, Member] = {}
@@ -142,11 +111,6 @@ class Supervisor:
         self.signaling_url = ""
 
     # -- helpers -------------------------------------------------------------------------------
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._offload:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
 
     def _publish(self, topic: str, payload: Mapping[str, Any]) -> None:
         if self._pub is None:
@@ -242,7 +206,7 @@ class Supervisor:
         self._tasks.append(asyncio.create_task(self._front.serve(), name="front"))
 
         self.signaling = Member(signaling_spec(cfg, sig_port))
-        await self._launch(self.signaling)
+        await self.lifecycle.start(self.signaling)
         for index in range(1, cfg.peers + 1):
             await self._add_peer(index)
         self._status = "running"
@@ -274,34 +238,8 @@ class Supervisor:
         member.sub = sub
         member.forwarder = asyncio.create_task(self._forward_events(member), name=f"events-{index}")
         self.peers[index] = member
-        await self._launch(member)
+        await self.lifecycle.start(member)
         return member
-
-    async def _launch(self, member: Member) -> None:
-        member.stopping = False
-        member.health = Health.STARTING
-        member.announced_up = False
-        member.started_at = time.monotonic()
-        try:
-            member.handle = await self._call(self.launcher.start, member.spec)
-            member.engine_restarts_now = member.engine_restarts_seen = 0  # a new container
-        except Exception as exc:
-            # Treated like a crash: the monitor retries with backoff.
-            log.error("cannot start %s %d: %s", member.role, member.index, exc)
-            member.handle = None
-            member.health = Health.DOWN
-            member.restart_due = time.monotonic() + member.backoff_s
-        self.save()
-
-    async def _stop_member(self, member: Member) -> None:
-        member.stopping = True
-        member.restart_due = None
-        if member.handle is not None:
-            try:
-                await self._call(self.launcher.stop, member.handle, STOP_TIMEOUT_S)
-            except Exception as exc:
-                log.error("cannot stop %s %d: %s", member.role, member.index, exc)
-        member.health = Health.DOWN
 
     async def _dispose_peer(self, member: Member) -> None:
         if member.forwarder is not None:
@@ -328,15 +266,16 @@ class Supervisor:
 
     async def close(self) -> None:
         self._status = "stopping"
+        self.lifecycle.closing = True  # from here on nothing starts
         self.save()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         peers = list(self.peers.values())
-        await asyncio.gather(*(self._stop_member(m) for m in peers), return_exceptions=True)
+        await asyncio.gather(*(self.lifecycle.stop(m) for m in peers), return_exceptions=True)
         if self.signaling is not None:
-            await self._stop_member(self.signaling)
+            await self.lifecycle.stop(self.signaling)
         for member in peers:
             await self._dispose_peer(member)
         if self._front is not None:
@@ -350,20 +289,6 @@ class Supervisor:
 
     # -- supervision ---------------------------------------------------------------------------
 
-    def _poll_states(self, members: list[Member]) -> list[tuple[MemberState, int | None]]:
-        out = []
-        engine_restarts = getattr(self.launcher, "restart_count", None)
-        for member in members:
-            assert member.handle is not None
-            st = self.launcher.state(member.handle)
-            code = self.launcher.exit_code(member.handle) if st is not MemberState.RUNNING else None
-            if engine_restarts is not None and st is MemberState.RUNNING:
-                # Docker restarts a crashed container itself (restart policy on-failure): count
-                # those restarts too, so `status` shows every crash.
-                member.engine_restarts_now = int(engine_restarts(member.handle) or 0)
-            out.append((st, code))
-        return out
-
     async def _monitor_loop(self) -> None:
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
@@ -373,54 +298,45 @@ class Supervisor:
                 log.exception("monitor pass failed")
 
     async def _monitor_once(self) -> None:
-        now = time.monotonic()
-        watched = [
-            m
-            for m in self.members()
-            if m.handle is not None and not m.stopping and m.restart_due is None
-        ]
-        states = await self._call(self._poll_states, watched) if watched else []
-        for member, (st, code) in zip(watched, states, strict=True):
-            if member.engine_restarts_now > member.engine_restarts_seen:
-                member.restarts += member.engine_restarts_now - member.engine_restarts_seen
-                member.engine_restarts_seen = member.engine_restarts_now
-                self._publish_own(
-                    "cluster.node_restarted", member, exit_code=None, restarts=member.restarts
-                )
-                self._update_metrics()
-                self.save()
-            if st is MemberState.RUNNING or member.stopping:
+        for obs in await self.lifecycle.poll(self.members()):
+            self._count_engine_restarts(obs)
+            if obs.state is MemberState.RUNNING or not await self.lifecycle.on_exit(obs):
                 continue
-            member.health = Health.DOWN
-            member.last_exit_code = code
-            ran_s = now - member.started_at
-            if ran_s >= STABLE_AFTER_S:
-                member.backoff_s = RESTART_BACKOFF_INITIAL_S
-            member.restart_due = now + member.backoff_s
+            member = obs.member
             log.warning(
                 "%s %d exited (%s, code %s) after %.1f s; restarting in %.1f s",
                 member.role,
                 member.index,
-                st,
-                code,
-                ran_s,
-                member.backoff_s,
+                obs.state,
+                obs.exit_code,
+                member.restart.last_ran_s,
+                delay_s(member.restart, time.monotonic()) or 0.0,
             )
-            member.backoff_s = min(member.backoff_s * 2, RESTART_BACKOFF_MAX_S)
             self._update_metrics()
         for member in self.members():
-            if member.restart_due is not None and now >= member.restart_due and not member.stopping:
-                member.restart_due = None
-                member.restarts += 1
-                await self._launch(member)
-                if member.handle is not None:
-                    self._publish_own(
-                        "cluster.node_restarted",
-                        member,
-                        exit_code=member.last_exit_code,
-                        restarts=member.restarts,
-                    )
+            if await self.lifecycle.restart_if_due(member):
+                self._publish_own(
+                    "cluster.node_restarted",
+                    member,
+                    exit_code=member.last_exit_code,
+                    restarts=member.restarts,
+                )
                 self._update_metrics()
+
+    def _count_engine_restarts(self, obs: Observation) -> None:
+        member = obs.member
+        if obs.engine_restarts is None or obs.generation != member.generation:
+            return
+        if obs.engine_restarts > member.engine_restarts_seen:
+            member.restart = restart_counted(
+                member.restart, obs.engine_restarts - member.engine_restarts_seen
+            )
+            member.engine_restarts_seen = obs.engine_restarts
+            self._publish_own(
+                "cluster.node_restarted", member, exit_code=None, restarts=member.restarts
+            )
+            self._update_metrics()
+            self.save()
 
     @staticmethod
     def _is_down(member: Member) -> bool:
@@ -564,7 +480,7 @@ class Supervisor:
                 added.append(index)
             for index in range(current, target, -1):
                 member = self.peers[index]
-                await self._stop_member(member)
+                await self.lifecycle.stop(member)
                 await self._dispose_peer(member)
                 del self.peers[index]
                 removed.append(index)
@@ -586,18 +502,14 @@ class Supervisor:
 
     async def _cmd_kill(self, req: Request) -> dict[str, Any]:
         member = self._member_arg(req)
-        if member.handle is None:
+        handle = await self.lifecycle.kill(member)
+        if handle is None:
             raise CommandError(ErrorCode.NODE_UNAVAILABLE, f"member {member.index} is down")
-        await self._call(self.launcher.kill, member.handle)
-        return {"index": member.index, "killed": True, "ref": member.handle.ref}
+        return {"index": member.index, "killed": True, "ref": handle.ref}
 
     async def _cmd_restart(self, req: Request) -> dict[str, Any]:
         member = self._member_arg(req)
-        await self._stop_member(member)
-        code = await self._call(self.launcher.exit_code, member.handle) if member.handle else None
-        member.last_exit_code = code
-        member.restarts += 1
-        await self._launch(member)
+        code = await self.lifecycle.restart(member)
         self._publish_own(
             "cluster.node_restarted", member, exit_code=code, restarts=member.restarts
         )
