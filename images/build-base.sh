@@ -4,7 +4,7 @@
 # Why: no container registry is reachable here, so `python:3.11-slim` cannot be pulled. This makes
 # an equivalent base (Debian bookworm minbase + python3 + venv support) from the host's Debian
 # mirror and imports it into the local engine. The project image then installs wheels built on the
-# host (see supervisor/images.py), so nothing inside the image build needs the network.
+# host (see imagebuild/build.py), so nothing inside the image build needs the network.
 #
 # Usage: images/build-base.sh [TAG]          (default tag: webrtc-dht-base:bookworm)
 #   env DHT_DEBIAN_MIRROR overrides the mirror; FORCE=1 rebuilds even if the tag exists.

@@ -9,7 +9,7 @@
 #   (pid in $DHT_CI_DIR/dockerd.pid, log in $DHT_CI_DIR/dockerd.log) and waits <= 60 s.
 #   Storage driver overlay2; when overlay2 does not work in this sandbox, falls back to vfs.
 # - Builds webrtc-dht-base:bookworm (debootstrap) when python:3.11-slim is absent, then
-#   webrtc-dht:latest through supervisor.images.build_images.
+#   webrtc-dht:latest through imagebuild.build_images.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -76,5 +76,5 @@ if ! docker image inspect python:3.11-slim >/dev/null 2>&1; then
 fi
 log "building the project image"
 start=$(date +%s)
-"$PY" -m supervisor.images
+(cd "$REPO" && "$PY" -m imagebuild)  # imagebuild/ is not installed: run from the repo
 log "images ready in $(( $(date +%s) - start )) s"

@@ -59,7 +59,7 @@ def image() -> str:
     try:
         client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        from supervisor.images import build_images
+        from imagebuild import build_images
 
         build_images(None, progress=lambda _line: None)
     finally:

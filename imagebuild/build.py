@@ -50,7 +50,9 @@ DEBIAN_MIRROR_ENV = "DHT_DEBIAN_MIRROR"
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv")
-PACKAGES = ("node", "control", "signaling", "supervisor")  # as in pyproject's packages.find
+# As in pyproject's packages.find: what the image runs. Not ``imagebuild`` (this package): the
+# image does not build images.
+PACKAGES = ("node", "peer", "control", "signaling", "supervisor")
 PROJECT_FILES = ("pyproject.toml", "README.md")
 ENGINE_TIMEOUT_S = 600  # a build step may stay silent for a while (pip install of ~50 MB)
 PING_TIMEOUT_S = 5
@@ -64,7 +66,7 @@ STEP_RE = re.compile(r"^Step \d+/\d+ : FROM ")
 LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
 IGNORED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
 
 
@@ -487,7 +489,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def main() -> int:
-    """``python -m supervisor.images [BASE_IMAGE]`` builds the image (used by CI scripts)."""
+    """``python -m imagebuild [BASE_IMAGE]`` builds the image (used by CI scripts)."""
     base = sys.argv[1] if len(sys.argv) > 1 else None
     try:
         tag = build_images(base, progress=lambda line: print(line, flush=True))
@@ -496,7 +498,3 @@ def main() -> int:
         return 1
     print(tag)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
