@@ -12,13 +12,16 @@ codes: 0 ok, 1 failed (not formed, not running, already running), 2 usage.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any
 
+import typer
+
+from node import clikit
 from supervisor.cluster import (
     FrontClient,
     Ports,
@@ -33,44 +36,13 @@ from supervisor.cluster import (
 )
 from supervisor.errors import LaunchError, SupervisorError
 from supervisor.launcher import MemberHandle, Role
-from supervisor.spec import (
-    DEFAULT_CLUSTER,
-    DEFAULT_UP_TIMEOUT_S,
-    MAX_PEERS,
-    Backend,
-    validate_cluster_name,
-)
+from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, MAX_PEERS, Backend
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
-COMMANDS = ("build", "up", "down", "all", "status", "scale", "logs")
+PROG = "orchestrate.py"
+BACKEND_CHOICES = ("docker", "process", "auto")
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"orchestrate: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    if value > MAX_PEERS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_PEERS}, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return value
+app = clikit.make_app(PROG, (__doc__ or "").split("\n\n")[0])
 
 
 def _env_port(name: str) -> int | None:
@@ -78,23 +50,43 @@ def _env_port(name: str) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="orchestrate.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("command", choices=COMMANDS)
-    p.add_argument("--peers", type=_positive_int, help="number of peers (up, all, scale)")
-    p.add_argument("--backend", choices=("docker", "process", "auto"), default="auto")
-    p.add_argument("--cluster", default=DEFAULT_CLUSTER)
-    p.add_argument("--timeout", type=float, default=DEFAULT_UP_TIMEOUT_S, help="seconds")
-    p.add_argument("--node", type=_positive_int, help="logs: peer index")
-    p.add_argument("--signaling", action="store_true", help="logs: the signaling server")
-    p.add_argument("--follow", "-f", action="store_true", help="logs: keep printing")
-    p.add_argument("--state-dir", default=None, help="default $DHT_STATE_DIR")
-    p.add_argument("--front-port", type=_port, default=_env_port("DHT_FRONT_PORT"))
-    p.add_argument("--events-port", type=_port, default=_env_port("DHT_EVENTS_PORT"))
-    p.add_argument("--metrics-port", type=_port, default=_env_port("DHT_METRICS_PORT"))
-    p.add_argument("--signaling-port", type=_port, default=_env_port("DHT_SIGNALING_PORT"))
-    p.add_argument("--node-arg", action="append", default=[], help="extra flag for every node")
-    return p
+ClusterOpt = Annotated[
+    str, typer.Option("--cluster", parser=clikit.cluster_name, help="cluster name.")
+]
+StateDirOpt = Annotated[
+    str | None, typer.Option("--state-dir", help="state directory (default $DHT_STATE_DIR).")
+]
+PeersOpt = Annotated[
+    int | None,
+    typer.Option("--peers", parser=clikit.peer_count(MAX_PEERS), help="number of peers."),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend", parser=clikit.one_of(BACKEND_CHOICES), help="docker, process or auto."
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", parser=clikit.positive_float, help="seconds to wait.")
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(parser=clikit.optional_port, help="0 = any free port (default $DHT_*_PORT)."),
+]
+NodeArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--node-arg", metavar="FLAG", help="extra flag for every node (repeatable)."),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UpArgs:
+    cluster: str
+    root: Path
+    peers: int
+    timeout: float
+    ports: Ports
+    node_args: tuple[str, ...]
 
 
 class Progress:
@@ -125,7 +117,7 @@ class Progress:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"orchestrate: {message}", file=sys.stderr)
+    print(f"{PROG}: {message}", file=sys.stderr)
     return code
 
 
@@ -134,54 +126,62 @@ def _running_state(cluster: str, root: Path) -> ClusterState | None:
     return state if state is not None and supervisor_alive(state) else None
 
 
-def cmd_build(ns: argparse.Namespace, backend: Backend) -> int:
+def _build(backend: Backend) -> int:
     if backend is not Backend.DOCKER:
         print("process backend: nothing to build", file=sys.stderr)
         return 0
-    from supervisor.images import build_images
+    from imagebuild import build_images
 
     tag = build_images(None, lambda line: print(line, file=sys.stderr, flush=True))
     print(f"built image {tag}", file=sys.stderr)
     return 0
 
 
-def cmd_up(ns: argparse.Namespace, root: Path, backend: Backend) -> int:
-    if ns.peers is None:
-        return _fail("up needs --peers N (a positive integer)", 2)
-    existing = _running_state(ns.cluster, root)
+def _resolve(name: str) -> Backend:
+    backend = resolve_backend(name)
+    if name == "auto":
+        print(f"backend: {backend} (auto)", file=sys.stderr)
+    return backend
+
+
+def _up(args: UpArgs, backend: Backend) -> int:
+    existing = _running_state(args.cluster, args.root)
     if existing is not None:
         return _fail(
-            f"cluster {ns.cluster!r} is already running (supervisor pid "
+            f"cluster {args.cluster!r} is already running (supervisor pid "
             f"{existing.supervisor_pid}, {existing.peers} peers); use `status`, `scale` or `down`"
         )
-    if load_state(ns.cluster, root) is not None or make_launcher(backend, root).find(ns.cluster):
-        teardown(ns.cluster, root, backend)  # leftovers of a dead supervisor
-    ports = Ports(ns.front_port, ns.events_port, ns.metrics_port, ns.signaling_port)
-    proc = spawn_supervisor(ns.cluster, ns.peers, backend, root, ports, ns.node_arg)
-    progress = Progress(ns.timeout)
+    if load_state(args.cluster, args.root) is not None or make_launcher(backend, args.root).find(
+        args.cluster
+    ):
+        teardown(args.cluster, args.root, backend)  # leftovers of a dead supervisor
+    proc = spawn_supervisor(
+        args.cluster, args.peers, backend, args.root, args.ports, args.node_args
+    )
+    progress = Progress(args.timeout)
     try:
-        state = wait_for_state(ns.cluster, root, proc)
+        state = wait_for_state(args.cluster, args.root, proc)
         progress(f"supervisor pid {proc.pid}, front {state.front}")
         client = FrontClient(state.front)
         try:
             status = wait_formed(
-                client, ns.peers, ns.timeout, progress, alive=lambda: proc.poll() is None
+                client, args.peers, args.timeout, progress, alive=lambda: proc.poll() is None
             )
         finally:
             client.close()
     except SupervisorError as exc:
         progress.done()
-        tail = log_tail(root / ns.cluster / "supervisor.log", 10)
-        print(f"orchestrate: {exc}", file=sys.stderr)
+        tail = log_tail(args.root / args.cluster / "supervisor.log", 10)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         if tail:
             print(f"--- supervisor log (last lines) ---\n{tail}", file=sys.stderr)
-        print("orchestrate: tearing the cluster down", file=sys.stderr)
-        teardown(ns.cluster, root, backend)
+        print(f"{PROG}: tearing the cluster down", file=sys.stderr)
+        teardown(args.cluster, args.root, backend)
         return 1
     progress.done()
     elapsed = time.monotonic() - progress.start
     print(
-        f"cluster {ns.cluster!r} formed: {ns.peers} peers, backend {backend}, {elapsed:.1f} s",
+        f"cluster {args.cluster!r} formed: {args.peers} peers, backend {backend}, {elapsed:.1f} s",
         file=sys.stderr,
     )
     print(status_table(status))
@@ -189,91 +189,185 @@ def cmd_up(ns: argparse.Namespace, root: Path, backend: Backend) -> int:
     return 0
 
 
-def cmd_down(ns: argparse.Namespace, root: Path) -> int:
-    state = load_state(ns.cluster, root)
-    backend = Backend(state.backend) if state is not None else None
-    if not teardown(ns.cluster, root, backend):
-        print(f"cluster {ns.cluster!r}: nothing to stop")
+def _up_args(
+    command: str,
+    cluster: str,
+    state_dir: str | None,
+    peers: int | None,
+    timeout: float,
+    ports: Ports,
+    node_arg: list[str] | None,
+) -> UpArgs:
+    if peers is None:
+        clikit.usage_error(f"{command} needs --peers N (a positive integer)")
+    return UpArgs(cluster, state_root(state_dir), peers, timeout, ports, tuple(node_arg or ()))
+
+
+def _ports(front: int | None, events: int | None, metrics: int | None, sig: int | None) -> Ports:
+    return Ports(
+        front if front is not None else _env_port("DHT_FRONT_PORT"),
+        events if events is not None else _env_port("DHT_EVENTS_PORT"),
+        metrics if metrics is not None else _env_port("DHT_METRICS_PORT"),
+        sig if sig is not None else _env_port("DHT_SIGNALING_PORT"),
+    )
+
+
+@app.command()
+def build(backend: BackendOpt = "auto") -> int:
+    """Build the images through the Docker SDK (a no-op for processes)."""
+    return _guard(lambda: _build(_resolve(backend)))
+
+
+@app.command("up", help="Start the supervisor and N peers; return once the DHT is formed.")
+@app.command("all", help="`build`, then `up`.")
+def up(
+    ctx: typer.Context,
+    peers: PeersOpt = None,
+    backend: BackendOpt = "auto",
+    cluster: ClusterOpt = DEFAULT_CLUSTER,
+    timeout: TimeoutOpt = DEFAULT_UP_TIMEOUT_S,
+    state_dir: StateDirOpt = None,
+    front_port: PortOpt = None,
+    events_port: PortOpt = None,
+    metrics_port: PortOpt = None,
+    signaling_port: PortOpt = None,
+    node_arg: NodeArgOpt = None,
+) -> int:
+    command = ctx.info_name or "up"
+    ports = _ports(front_port, events_port, metrics_port, signaling_port)
+    args = _up_args(command, cluster, state_dir, peers, timeout, ports, node_arg)
+
+    def run() -> int:
+        kind = _resolve(backend)
+        if command == "all" and (code := _build(kind)):
+            return code
+        return _up(args, kind)
+
+    return _guard(run)
+
+
+@app.command()
+def down(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None) -> int:
+    """Stop and remove everything of the cluster (a no-op when nothing runs)."""
+
+    def run() -> int:
+        root = state_root(state_dir)
+        state = load_state(cluster, root)
+        kind = Backend(state.backend) if state is not None else None
+        if not teardown(cluster, root, kind):
+            print(f"cluster {cluster!r}: nothing to stop")
+            return 0
+        print(f"cluster {cluster!r} stopped and removed")
         return 0
-    print(f"cluster {ns.cluster!r} stopped and removed")
-    return 0
+
+    return _guard(run)
 
 
-def _status(ns: argparse.Namespace, root: Path) -> dict[str, Any] | None:
-    state = _running_state(ns.cluster, root)
-    if state is None:
-        return None
-    client = FrontClient(state.front, timeout_s=10.0)
-    try:
-        return client.call("cluster.status")
-    finally:
-        client.close()
+@app.command()
+def status(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None) -> int:
+    """The peer table with restarts and health."""
+
+    def run() -> int:
+        state = _running_state(cluster, state_root(state_dir))
+        if state is None:
+            return _fail(f"cluster {cluster!r} is not running (start it with `up --peers N`)")
+        client = FrontClient(state.front, timeout_s=10.0)
+        try:
+            reply = client.call("cluster.status")
+        except SupervisorError as exc:
+            return _fail(f"cluster {cluster!r}: supervisor not answering ({exc})")
+        finally:
+            client.close()
+        print(
+            f"cluster {reply['cluster']!r} ({reply['backend']}, {len(reply['nodes'])} peers, "
+            f"supervisor pid {reply.get('supervisor_pid')})"
+        )
+        print(status_table(reply))
+        return 0
+
+    return _guard(run)
 
 
-def cmd_status(ns: argparse.Namespace, root: Path) -> int:
-    try:
-        status = _status(ns, root)
-    except SupervisorError as exc:
-        return _fail(f"cluster {ns.cluster!r}: supervisor not answering ({exc})")
-    if status is None:
-        return _fail(f"cluster {ns.cluster!r} is not running (start it with `up --peers N`)")
-    print(
-        f"cluster {status['cluster']!r} ({status['backend']}, {len(status['nodes'])} peers, "
-        f"supervisor pid {status.get('supervisor_pid')})"
-    )
-    print(status_table(status))
-    return 0
+@app.command()
+def scale(
+    peers: PeersOpt = None,
+    cluster: ClusterOpt = DEFAULT_CLUSTER,
+    timeout: TimeoutOpt = DEFAULT_UP_TIMEOUT_S,
+    state_dir: StateDirOpt = None,
+) -> int:
+    """Grow or shrink a running cluster to M peers."""
+    if peers is None:
+        clikit.usage_error("scale needs --peers M (a positive integer)")
+    target = peers
 
-
-def cmd_scale(ns: argparse.Namespace, root: Path) -> int:
-    if ns.peers is None:
-        return _fail("scale needs --peers M (a positive integer)", 2)
-    state = _running_state(ns.cluster, root)
-    if state is None:
-        return _fail(f"cluster {ns.cluster!r} is not running")
-    client = FrontClient(state.front)
-    progress = Progress(ns.timeout)
-    try:
-        result = client.call("cluster.scale", {"peers": ns.peers}, timeout_s=ns.timeout)
-        status = wait_formed(client, ns.peers, ns.timeout, progress)
-    except SupervisorError as exc:
+    def run() -> int:
+        state = _running_state(cluster, state_root(state_dir))
+        if state is None:
+            return _fail(f"cluster {cluster!r} is not running")
+        client = FrontClient(state.front)
+        progress = Progress(timeout)
+        try:
+            result = client.call("cluster.scale", {"peers": target}, timeout_s=timeout)
+            table = wait_formed(client, target, timeout, progress)
+        except SupervisorError as exc:
+            progress.done()
+            return _fail(f"scale failed: {exc}")
+        finally:
+            client.close()
         progress.done()
-        return _fail(f"scale failed: {exc}")
-    finally:
-        client.close()
-    progress.done()
-    print(
-        f"scaled to {result['peers']} peers (added {result['added']}, removed {result['removed']})"
-    )
-    print(status_table(status))
-    return 0
+        print(
+            f"scaled to {result['peers']} peers "
+            f"(added {result['added']}, removed {result['removed']})"
+        )
+        print(status_table(table))
+        return 0
+
+    return _guard(run)
 
 
-def cmd_logs(ns: argparse.Namespace, root: Path) -> int:
-    state = load_state(ns.cluster, root)
+@app.command()
+def logs(
+    node: Annotated[
+        int | None,
+        typer.Option("--node", parser=clikit.peer_count(MAX_PEERS), help="a peer's log."),
+    ] = None,
+    signaling: Annotated[
+        bool, typer.Option("--signaling", help="the signaling server's log.")
+    ] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing.")] = False,
+    cluster: ClusterOpt = DEFAULT_CLUSTER,
+    state_dir: StateDirOpt = None,
+) -> int:
+    """A peer's, the signaling server's or (default) the supervisor's log."""
+    return _guard(lambda: _logs(cluster, state_root(state_dir), node, signaling, follow))
+
+
+def _logs(cluster: str, root: Path, node: int | None, signaling: bool, follow: bool) -> int:
+    state = load_state(cluster, root)
     if state is None:
-        return _fail(f"cluster {ns.cluster!r} has no state (not running)")
-    if ns.node is None and not ns.signaling:
-        path = Path(state.supervisor_log or root / ns.cluster / "supervisor.log")
+        return _fail(f"cluster {cluster!r} has no state (not running)")
+    if node is None and not signaling:
+        path = Path(state.supervisor_log or root / cluster / "supervisor.log")
         try:
             sys.stdout.write(path.read_text(errors="replace"))
         except OSError as exc:
             return _fail(f"cannot read {path}: {exc}")
         return 0
-    if ns.signaling:
+    if signaling:
         ref = state.signaling_ref
-        handle = MemberHandle(ns.cluster, Role.SIGNALING, 0, ref or "")
+        handle = MemberHandle(cluster, Role.SIGNALING, 0, ref or "")
     else:
-        record = state.node(ns.node)
+        assert node is not None
+        record = state.node(node)
         if record is None:
-            return _fail(f"no node {ns.node} in cluster {ns.cluster!r} (1..{len(state.nodes)})")
+            return _fail(f"no node {node} in cluster {cluster!r} (1..{len(state.nodes)})")
         ref = record.ref
-        handle = MemberHandle(ns.cluster, Role.PEER, ns.node, ref or "")
+        handle = MemberHandle(cluster, Role.PEER, node, ref or "")
     if not ref:
         return _fail("that member has never started")
     launcher = make_launcher(Backend(state.backend), root)
     try:
-        for line in launcher.logs(handle, follow=ns.follow):
+        for line in launcher.logs(handle, follow=follow):
             sys.stdout.write(line)
             sys.stdout.flush()
     except LaunchError as exc:
@@ -283,36 +377,18 @@ def cmd_logs(ns: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+def _guard(run: Any) -> int:
+    """Run a command body: our errors are one line and exit 1, Ctrl-C exits 130."""
     try:
-        validate_cluster_name(ns.cluster)
-    except ValueError as exc:
-        return _fail(str(exc), 2)
-    root = state_root(ns.state_dir)
-    try:
-        if ns.command in ("build", "up", "all"):
-            backend = resolve_backend(ns.backend)
-            if ns.backend == "auto":
-                print(f"backend: {backend} (auto)", file=sys.stderr)
-            if ns.command in ("up", "all") and ns.peers is None:
-                return _fail(f"{ns.command} needs --peers N (a positive integer)", 2)
-            if ns.command in ("build", "all"):
-                code = cmd_build(ns, backend)
-                if code or ns.command == "build":
-                    return code
-            return cmd_up(ns, root, backend)
-        if ns.command == "down":
-            return cmd_down(ns, root)
-        if ns.command == "status":
-            return cmd_status(ns, root)
-        if ns.command == "scale":
-            return cmd_scale(ns, root)
-        return cmd_logs(ns, root)
+        return int(run())
     except (SupervisorError, OSError, ValueError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return clikit.run(app, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ This module imports typer and the standard library only (never ``control``, ``si
 
 from __future__ import annotations
 
+import enum
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ ENDPOINT_RE: Final = re.compile(
 )
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=enum.Enum)
 Parser = Callable[[Any], _T]
 
 
@@ -117,14 +119,15 @@ def int_range(lo: int, hi: int | None = None, *, what: str = "an integer") -> Pa
         if number < lo:
             raise typer.BadParameter(f"must be {what}, got {number}")
         if hi is not None and number > hi:
-            raise typer.BadParameter(f"must be {what} (at most {hi}), got {number}")
+            bound = "" if str(hi) in what else f" (at most {hi})"
+            raise typer.BadParameter(f"must be {what}{bound}, got {number}")
         return number
 
     return parse
 
 
 _positive_int: Final = int_range(1, what="a positive integer")
-_port: Final = int_range(0, MAX_PORT, what="a port in 0..65535")
+_port: Final = int_range(0, MAX_PORT, what="a port number (an integer in 0..65535)")
 
 
 def positive_int(value: Any) -> int:
@@ -172,6 +175,35 @@ def _as_float(value: Any, what: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise typer.BadParameter(f"must be {what}, got {value!r}") from None
+
+
+def one_of(choices: Sequence[str]) -> Parser[str]:
+    """One of ``choices`` (case-insensitive; returned as listed)."""
+    by_key = {c.lower(): c for c in choices}
+
+    def parse(value: Any) -> str:
+        found = by_key.get(str(value).strip().lower())
+        if found is None:
+            raise typer.BadParameter(f"must be one of {', '.join(choices)}, got {value!r}")
+        return found
+
+    return parse
+
+
+def enum_of(kind: type[_E]) -> Parser[_E]:
+    """A member of the enum ``kind``, named by its value (case-insensitive)."""
+    by_key = {str(m.value).lower(): m for m in kind}
+    names = ", ".join(str(m.value) for m in kind)
+
+    def parse(value: Any) -> _E:
+        if isinstance(value, kind):
+            return value
+        found = by_key.get(str(value).strip().lower())
+        if found is None:
+            raise typer.BadParameter(f"must be one of {names}, got {value!r}")
+        return found
+
+    return parse
 
 
 def log_level(value: Any) -> str:

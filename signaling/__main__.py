@@ -14,87 +14,95 @@ When ready it prints ``listening on ws://HOST:PORT`` (one line) to stderr.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
+import typer
+
+from node import clikit
 from signaling.server import SignalingServer
 
+PROG = "dht-signaling"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
 DEFAULT_LOG_LEVEL = "INFO"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-EXIT_OK = 0
-EXIT_LISTEN_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be an integer, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
-    return value
+EXIT_OK = clikit.EXIT_OK
+EXIT_LISTEN_FAILED = clikit.EXIT_FAILED
+EXIT_USAGE = clikit.EXIT_USAGE
 
 
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in LOG_LEVELS:
-        raise argparse.ArgumentTypeError(
-            f"log level must be one of {', '.join(LOG_LEVELS)}, got {text!r}"
-        )
-    return level
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    log_level: str
 
 
-def _env(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
-    for name in names:
-        value = env.get(name)
-        if value is not None and value.strip():
-            return name, value
-    return None
-
-
-def parse_args(
-    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> argparse.Namespace:
-    """Flags > env > defaults. Exits with status 2 and a clear message on bad values."""
-    env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        prog="dht-signaling", description="WebSocket signaling server for webrtc-dht"
+def resolve(
+    host: str | None, port: int | None, log_level: str | None, env: Mapping[str, str]
+) -> Settings:
+    """Flags > env > defaults. A bad environment value is a usage error naming the variable."""
+    if host is None:
+        host = clikit.from_env(env, ("SIGNALING_HOST", "SIGNALLING_HOST"), lambda v: str(v).strip())
+    if port is None:
+        port = clikit.from_env(env, ("SIGNALING_PORT", "SIGNALLING_PORT"), clikit.port)
+    if log_level is None:
+        log_level = clikit.from_env(env, ("SIGNALING_LOG_LEVEL",), clikit.log_level)
+    return Settings(
+        host or DEFAULT_HOST,
+        DEFAULT_PORT if port is None else port,
+        log_level or DEFAULT_LOG_LEVEL,
     )
-    parser.add_argument("--host", default=None, help=f"bind address (default {DEFAULT_HOST})")
-    parser.add_argument(
-        "--port", type=_port, default=None, help=f"TCP port, 0 = any (default {DEFAULT_PORT})"
-    )
-    parser.add_argument("--log-level", type=_log_level, default=None, help="DEBUG..CRITICAL")
-    args = parser.parse_args(argv)
 
-    if args.host is None:
-        found = _env(env, "SIGNALING_HOST", "SIGNALLING_HOST")
-        args.host = found[1].strip() if found else DEFAULT_HOST
-    if args.port is None:
-        found = _env(env, "SIGNALING_PORT", "SIGNALLING_PORT")
-        if found is None:
-            args.port = DEFAULT_PORT
-        else:
-            try:
-                args.port = _port(found[1])
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"{found[0]}: {exc}")
-    if args.log_level is None:
-        found = _env(env, "SIGNALING_LOG_LEVEL")
-        try:
-            args.log_level = _log_level(found[1]) if found else DEFAULT_LOG_LEVEL
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"SIGNALING_LOG_LEVEL: {exc}")
-    return args
+
+def make_app(
+    action: Callable[[Settings], int], env: Mapping[str, str] | None = None
+) -> typer.Typer:
+    """The ``dht-signaling`` command; ``action`` runs on the resolved settings."""
+    app = clikit.make_app(PROG, "WebSocket signaling server for webrtc-dht.")
+
+    @app.command()
+    def serve(
+        host: Annotated[
+            str | None, typer.Option("--host", help=f"bind address (default {DEFAULT_HOST}).")
+        ] = None,
+        port: Annotated[
+            int | None,
+            typer.Option(
+                "--port", parser=clikit.port, help=f"TCP port, 0 = any (default {DEFAULT_PORT})."
+            ),
+        ] = None,
+        log_level: Annotated[
+            str | None,
+            typer.Option("--log-level", parser=clikit.log_level, help="DEBUG..CRITICAL."),
+        ] = None,
+    ) -> int:
+        """WebSocket signaling server for webrtc-dht."""
+        return action(resolve(host, port, log_level, os.environ if env is None else env))
+
+    return app
+
+
+def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """The settings ``argv`` and ``env`` give; a usage error prints one line on stderr and
+    raises ``SystemExit(2)``."""
+    found: list[Settings] = []
+
+    def keep(settings: Settings) -> int:
+        found.append(settings)
+        return EXIT_OK
+
+    code = clikit.run(make_app(keep, env), argv, prog=PROG)
+    if not found:
+        raise SystemExit(code)
+    return found[0]
 
 
 async def _run(host: str, port: int) -> int:
@@ -119,14 +127,17 @@ async def _run(host: str, port: int) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def _serve(settings: Settings) -> int:
     logging.basicConfig(
-        level=args.log_level,
+        level=settings.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(_run(args.host, args.port))
+    return asyncio.run(_run(settings.host, settings.port))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return clikit.run(make_app(_serve), argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """``python -m supervisor run --cluster NAME --peers N --backend B ...``: the supervisor process.
 
 Normally started (detached) by ``orchestrate.py up`` or ``Cluster.up``; runs until SIGTERM,
-SIGINT or a ``cluster.shutdown`` request, then stops every member it started.
+SIGINT or a ``cluster.shutdown`` request, then stops every member it started. Exit codes: 0 clean
+stop, 1 the cluster could not run, 2 usage.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from node import clikit
 from supervisor.errors import SupervisorError
 from supervisor.spec import (
     DEFAULT_CLUSTER,
@@ -27,46 +31,73 @@ from supervisor.spec import (
     Backend,
     SupervisorConfig,
     command_from_env,
-    validate_cluster_name,
 )
 from supervisor.state import state_root
 
+PROG = "python -m supervisor"
 
-def _peers(text: str) -> int:
+app = clikit.make_app(PROG, "The webrtc-dht supervisor: runs one cluster and keeps it running.")
+
+PortOpt = Annotated[int, typer.Option(parser=clikit.port, help="0 = any free port.")]
+
+
+@app.callback()
+def _group() -> None:
+    """The webrtc-dht supervisor: runs one cluster and keeps it running."""
+
+
+@app.command()
+def run(
+    peers: Annotated[
+        int, typer.Option("--peers", parser=clikit.peer_count(MAX_PEERS), help="number of peers.")
+    ],
+    cluster: Annotated[
+        str, typer.Option("--cluster", parser=clikit.cluster_name, help="cluster name.")
+    ] = DEFAULT_CLUSTER,
+    backend: Annotated[
+        Backend,
+        typer.Option("--backend", parser=clikit.enum_of(Backend), help="process, docker, memory."),
+    ] = Backend.PROCESS,
+    state_dir: Annotated[
+        str | None, typer.Option("--state-dir", help="state directory (default $DHT_STATE_DIR).")
+    ] = None,
+    front_port: PortOpt = DEFAULT_FRONT_PORT,
+    events_port: PortOpt = DEFAULT_EVENTS_PORT,
+    metrics_port: PortOpt = DEFAULT_METRICS_PORT,
+    signaling_port: PortOpt = DEFAULT_SIGNALING_PORT,
+    node_arg: Annotated[
+        list[str] | None,
+        typer.Option("--node-arg", metavar="FLAG", help="extra flag for every node (repeatable)."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", parser=clikit.log_level, help="DEBUG..CRITICAL.")
+    ] = "INFO",
+) -> int:
+    """Run a cluster in the foreground."""
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if not 1 <= value <= MAX_PEERS:
-        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_PEERS}, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m supervisor")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a cluster in the foreground")
-    run.add_argument("--cluster", default=DEFAULT_CLUSTER)
-    run.add_argument("--peers", type=_peers, required=True)
-    run.add_argument("--backend", choices=[b.value for b in Backend], default="process")
-    run.add_argument("--state-dir", default=None)
-    run.add_argument("--front-port", type=_port, default=DEFAULT_FRONT_PORT)
-    run.add_argument("--events-port", type=_port, default=DEFAULT_EVENTS_PORT)
-    run.add_argument("--metrics-port", type=_port, default=DEFAULT_METRICS_PORT)
-    run.add_argument("--signaling-port", type=_port, default=DEFAULT_SIGNALING_PORT)
-    run.add_argument("--node-arg", action="append", default=[], help="extra flag for every node")
-    run.add_argument("--log-level", default="INFO")
-    return parser
+        config = SupervisorConfig(
+            cluster=cluster,
+            peers=peers,
+            backend=backend,
+            state_root=Path(state_root(state_dir)),
+            front_port=front_port,
+            events_port=events_port,
+            metrics_port=metrics_port,
+            signaling_port=signaling_port,
+            node_command=command_from_env(NODE_COMMAND_ENV, NODE_COMMAND),
+            signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
+            node_args=tuple(node_arg or ()),
+        )
+        asyncio.run(_run(config))
+    except (SupervisorError, ValueError) as exc:
+        print(f"supervisor: error: {exc}", file=sys.stderr)
+        return clikit.EXIT_FAILED
+    return clikit.EXIT_OK
 
 
 async def _run(config: SupervisorConfig) -> None:
@@ -78,31 +109,7 @@ async def _run(config: SupervisorConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(ns.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = SupervisorConfig(
-            cluster=validate_cluster_name(ns.cluster),
-            peers=ns.peers,
-            backend=Backend(ns.backend),
-            state_root=Path(state_root(ns.state_dir)),
-            front_port=ns.front_port,
-            events_port=ns.events_port,
-            metrics_port=ns.metrics_port,
-            signaling_port=ns.signaling_port,
-            node_command=command_from_env(NODE_COMMAND_ENV, NODE_COMMAND),
-            signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
-            node_args=tuple(ns.node_arg),
-        )
-        asyncio.run(_run(config))
-    except (SupervisorError, ValueError) as exc:
-        print(f"supervisor: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return clikit.run(app, argv, prog=PROG)
 
 
 if __name__ == "__main__":
