@@ -278,12 +278,11 @@ def status(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None)
             return _fail(f"cluster {cluster!r}: supervisor not answering ({exc})")
         finally:
             client.close()
-        print(
+        return _show(
             f"cluster {reply['cluster']!r} ({reply['backend']}, {len(reply['nodes'])} peers, "
-            f"supervisor pid {reply.get('supervisor_pid')})"
+            f"supervisor pid {reply.get('supervisor_pid')})",
+            reply,
         )
-        print(status_table(reply))
-        return 0
 
     return _guard(run)
 
@@ -315,12 +314,8 @@ def scale(
         finally:
             client.close()
         progress.done()
-        print(
-            f"scaled to {result['peers']} peers "
-            f"(added {result['added']}, removed {result['removed']})"
-        )
-        print(status_table(table))
-        return 0
+        added, removed = result["added"], result["removed"]
+        return _show(f"scaled to {result['peers']} peers (added {added}, removed {removed})", table)
 
     return _guard(run)
 
@@ -374,6 +369,12 @@ def _logs(cluster: str, root: Path, node: int | None, signaling: bool, follow: b
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _show(headline: str, status: Any) -> int:
+    print(headline)
+    print(status_table(status))
     return 0
 
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.containers import LABEL_CLUSTER, LABEL_INDEX, LABEL_ROLE, engine_available
+from supervisor.containers import LABEL_CLUSTER, LABEL_INDEX, LABEL_ROLE
+from tests.support.cli import require_engine, run_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]  # cold build + up
 
@@ -43,15 +44,6 @@ FREE_PORTS = ["--front-port", "0", "--events-port", "0", "--metrics-port", "0"]
 FREE_PORTS += ["--signaling-port", "0"]
 
 
-def _require_engine() -> None:
-    if engine_available():
-        return
-    reason = "no Docker engine answers (start one with images/ci-docker.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
 @dataclass(frozen=True)
 class Env:
     state_dir: Path
@@ -60,15 +52,7 @@ class Env:
     def run(
         self, argv: Sequence[str], timeout_s: float = CMD_TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, *argv],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
+        return run_cli(self.env, *argv, timeout=timeout_s)
 
     def orchestrate(
         self, *args: str, timeout_s: float = CMD_TIMEOUT_S
@@ -122,7 +106,7 @@ def status_row(stdout: str, index: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    _require_engine()
+    require_engine()
     state_dir = tmp_path_factory.mktemp("dht-state")
     environ = {**os.environ, "DHT_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
     e = Env(state_dir, environ)

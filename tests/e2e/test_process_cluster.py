@@ -20,6 +20,7 @@ import pytest
 
 from supervisor.cluster import Cluster
 from supervisor.state import load_state, pid_alive
+from tests.support.cli import FREE_PORTS_ENV, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -35,47 +36,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     environ = {
         **os.environ,
         "DHT_STATE_DIR": str(state),
-        "DHT_FRONT_PORT": "0",
-        "DHT_EVENTS_PORT": "0",
-        "DHT_METRICS_PORT": "0",
-        "DHT_SIGNALING_PORT": "0",
+        **FREE_PORTS_ENV,
         "DHTCTL_CLUSTER": CLUSTER,
     }
     environ.pop("DHT_NODE_COMMAND", None)
     environ.pop("DHT_SIGNALING_COMMAND", None)
-    up = subprocess.run(
-        [
-            sys.executable,
-            "orchestrate.py",
-            "all",
-            "--peers",
-            str(PEERS),
-            "--backend",
-            "process",
-            "--cluster",
-            CLUSTER,
-            "--timeout",
-            "240",
-        ],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        text=True,
+    up = run_cli(
+        environ,
+        "orchestrate.py",
+        *("all", "--peers", str(PEERS), "--backend", "process", "--cluster", CLUSTER),
+        *("--timeout", "240"),
         timeout=300,
-        check=False,
     )
     try:
         assert up.returncode == 0, f"up failed:\n{up.stdout}\n{up.stderr}"
         yield environ
     finally:
-        subprocess.run(
-            [sys.executable, "orchestrate.py", "down", "--cluster", CLUSTER],
-            cwd=REPO,
-            env=environ,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
+        run_cli(environ, "orchestrate.py", "down", "--cluster", CLUSTER, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +63,7 @@ def cluster(env: dict[str, str]) -> Iterator[Cluster]:
 
 
 def dhtctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "control", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return run_cli(env, "-m", "control", *args, timeout=90)
 
 
 def test_scenario(env: dict[str, str], cluster: Cluster) -> None:
@@ -179,14 +148,6 @@ def test_down_leaves_nothing(env: dict[str, str], cluster: Cluster) -> None:
     assert state is not None
     pids = [int(n.ref) for n in state.nodes if n.ref]
     pids += [p for p in (state.supervisor_pid, int(state.signaling_ref or 0)) if p]
-    down = subprocess.run(
-        [sys.executable, "orchestrate.py", "down", "--cluster", CLUSTER],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    down = run_cli(env, "orchestrate.py", "down", "--cluster", CLUSTER, timeout=120)
     assert down.returncode == 0, down.stderr
     assert [p for p in pids if pid_alive(p)] == []

@@ -27,6 +27,7 @@ from supervisor.containers import (
 )
 from supervisor.errors import LaunchError
 from supervisor.launcher import MemberHandle, MemberSpec, MemberState, Role
+from tests.support.cli import require_engine
 
 IMAGE = os.environ.get("DHT_TEST_IMAGE", "webrtc-dht:latest")
 WAIT_S = 30.0
@@ -41,18 +42,9 @@ BOOT_COUNTER = (
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 
 
-def _require_engine() -> None:
-    if engine_available():
-        return
-    reason = "no Docker engine answers (start one with images/ci-docker.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    _require_engine()
+    require_engine()
     import docker
 
     client = docker.from_env()

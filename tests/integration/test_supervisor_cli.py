@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import pytest
 from supervisor.cluster import Cluster
 from supervisor.errors import KeyNotFound
 from supervisor.state import load_state, pid_alive
+from tests.support.cli import FREE_PORTS_ENV, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 FAKE_ENV = {
     "DHT_NODE_COMMAND": "python -m tests.support.fake_node fake-node --stats-interval 0.5",
     "DHT_SIGNALING_COMMAND": "python -m tests.support.fake_node fake-signaling",
@@ -32,34 +31,16 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         **FAKE_ENV,
         "FAKE_SHARED_DIR": str(shared),
         "DHT_STATE_DIR": str(tmp_path / "state"),
-        "DHT_FRONT_PORT": "0",
-        "DHT_EVENTS_PORT": "0",
-        "DHT_METRICS_PORT": "0",
-        "DHT_SIGNALING_PORT": "0",
+        **FREE_PORTS_ENV,
     }
     yield environ
-    subprocess.run(
-        [sys.executable, "orchestrate.py", "down", "--cluster", "clitest"],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    run_cli(environ, "orchestrate.py", "down", "--cluster", "clitest", timeout=60)
 
 
 def orchestrate(
     env: dict[str, str], *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "orchestrate.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(env, "orchestrate.py", *args, timeout=timeout)
 
 
 @pytest.mark.parametrize("peers", ["0", "-3", "abc", "1.5"])
@@ -113,14 +94,8 @@ def test_up_status_second_up_down(env: dict[str, str]) -> None:
     assert status.stdout.count(" up") >= 3
 
     # dhtctl finds the supervisor through the state file the supervisor wrote.
-    rt = subprocess.run(
-        [sys.executable, "-m", "control", "rt", "--node", "2", "--cluster", "clitest", "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    rt = run_cli(
+        env, "-m", "control", "rt", "--node", "2", "--cluster", "clitest", "--json", timeout=60
     )
     assert rt.returncode == 0, rt.stderr
     assert json.loads(rt.stdout) == {"size": 50, "buckets_used": 1}

@@ -106,10 +106,7 @@ async def test_restarts_racing_the_monitor_leave_no_process_after_down(
         peers=PEERS,
         backend=Backend.PROCESS,
         state_root=root,
-        front_port=0,
-        events_port=0,
-        metrics_port=0,
-        signaling_port=0,
+        **dict.fromkeys(("front_port", "events_port", "metrics_port", "signaling_port"), 0),
         node_command=FAKE_NODE,
         signaling_command=FAKE_SIGNALING,
     )
