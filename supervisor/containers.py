@@ -156,7 +156,14 @@ class DockerLauncher:
 
     # -- inspecting --------------------------------------------------------------------------
 
-    def _inspect(self, handle: MemberHandle) -> dict[str, Any] | None:
+    @property
+    def client(self) -> Any:
+        """The Docker SDK client (``docker.DockerClient``) this launcher drives, for tools and
+        tests that look at the engine directly."""
+        return self._client
+
+    def inspect(self, handle: MemberHandle) -> dict[str, Any] | None:
+        """The engine's ``docker inspect`` of the member's container; None when it is gone."""
         from docker.errors import NotFound
 
         try:
@@ -166,14 +173,14 @@ class DockerLauncher:
             return None
 
     def state(self, handle: MemberHandle) -> MemberState:
-        info = self._inspect(handle)
+        info = self.inspect(handle)
         if info is None:
             return MemberState.MISSING
         status = str(info["State"].get("Status", ""))
         return MemberState.RUNNING if status in _RUNNING_STATES else MemberState.EXITED
 
     def exit_code(self, handle: MemberHandle) -> int | None:
-        info = self._inspect(handle)
+        info = self.inspect(handle)
         if info is None:
             return None
         state = info["State"]
@@ -183,12 +190,12 @@ class DockerLauncher:
 
     def restart_count(self, handle: MemberHandle) -> int:
         """How many times the engine restarted this container (0 when it is gone)."""
-        info = self._inspect(handle)
+        info = self.inspect(handle)
         return 0 if info is None else int(info.get("RestartCount", 0))
 
     def health(self, handle: MemberHandle) -> str | None:
         """The HEALTHCHECK verdict: "starting", "healthy", "unhealthy", or None."""
-        info = self._inspect(handle)
+        info = self.inspect(handle)
         if info is None:
             return None
         health = info["State"].get("Health")
@@ -251,7 +258,7 @@ class DockerLauncher:
     def crash(self, handle: MemberHandle) -> None:
         """SIGKILL the container's main process from outside the engine (a simulated crash the
         restart policy reacts to). Needs the engine on this host and permission to signal it."""
-        info = self._inspect(handle)
+        info = self.inspect(handle)
         pid = 0 if info is None else int(info["State"].get("Pid") or 0)
         if pid <= 0:
             raise LaunchError(f"{handle.role} {handle.index} is not running; nothing to crash")

@@ -111,14 +111,15 @@ def wait_line(launcher: DockerLauncher, handle: MemberHandle, needle: str) -> st
 
 
 def wait_exited(launcher: DockerLauncher, handle: MemberHandle) -> int:
-    result: dict[str, Any] = launcher._api.wait(handle.ref, timeout=WAIT_S)
+    result: dict[str, Any] = launcher.client.api.wait(handle.ref, timeout=WAIT_S)
     return int(result["StatusCode"])
 
 
 def wait_restarted(launcher: DockerLauncher, handle: MemberHandle, count: int) -> None:
     deadline = time.monotonic() + WAIT_S
     while True:
-        state = launcher._api.inspect_container(handle.ref)["State"]["Status"]
+        info = launcher.inspect(handle)
+        state = info["State"]["Status"] if info else "missing"
         if launcher.restart_count(handle) >= count and state == "running":
             return
         assert time.monotonic() < deadline, f"{handle} was not restarted {count} time(s)"
@@ -126,7 +127,7 @@ def wait_restarted(launcher: DockerLauncher, handle: MemberHandle, count: int) -
 
 
 def volume_names(launcher: DockerLauncher, cluster: str) -> set[str]:
-    found = launcher._api.volumes(filters={"label": [f"dht.cluster={cluster}"]})
+    found = launcher.client.api.volumes(filters={"label": [f"dht.cluster={cluster}"]})
     return {v["Name"] for v in found.get("Volumes") or []}
 
 
@@ -210,11 +211,12 @@ def test_signaling_member_runs_with_labels_host_network_and_logs(
     assert line.endswith(f"listening on ws://127.0.0.1:{port}")
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # host networking: the container's port is the host's port
-    info = launcher._api.inspect_container(handle.ref)
+    info = launcher.inspect(handle)
+    assert info is not None
     assert info["HostConfig"]["NetworkMode"] == "host"
     assert info["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
     assert member_labels(cluster, Role.SIGNALING, 0).items() <= info["Config"]["Labels"].items()
-    check = launcher._client.containers.get(handle.ref).exec_run(
+    check = launcher.client.containers.get(handle.ref).exec_run(
         ["/opt/dht/bin/python", "/opt/dht/healthcheck.py"]
     )
     assert (check.exit_code, check.output.strip()) == (0, b"healthy")
