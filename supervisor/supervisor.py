@@ -45,7 +45,7 @@ from supervisor.launcher import Launcher, MemberState
 from supervisor.members import Health, Lifecycle, Member, Observation
 from supervisor.metrics import ClusterMetrics
 from supervisor.ports import HOST, pick_port, tcp_endpoint
-from supervisor.restart import RestartPolicy, delay_s
+from supervisor.restart import Phase, RestartPolicy, delay_s
 from supervisor.restart import counted as restart_counted
 from supervisor.spec import (
     MAX_PEERS,
@@ -303,6 +303,16 @@ class Supervisor:
             if obs.state is MemberState.RUNNING or not await self.lifecycle.on_exit(obs):
                 continue
             member = obs.member
+            self._update_metrics()
+            if member.restart.phase is Phase.GAVE_UP:
+                log.error(
+                    "%s %d exited (code %s) %d times in a row; not restarting it again",
+                    member.role,
+                    member.index,
+                    obs.exit_code,
+                    member.restart.crashes_in_row,
+                )
+                continue
             log.warning(
                 "%s %d exited (%s, code %s) after %.1f s; restarting in %.1f s",
                 member.role,
@@ -312,7 +322,6 @@ class Supervisor:
                 member.restart.last_ran_s,
                 delay_s(member.restart, time.monotonic()) or 0.0,
             )
-            self._update_metrics()
         for member in self.members():
             if await self.lifecycle.restart_if_due(member):
                 self._publish_own(
