@@ -20,8 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 
@@ -38,8 +37,9 @@ EXIT_LISTEN_FAILED = clikit.EXIT_FAILED
 EXIT_USAGE = clikit.EXIT_USAGE
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(NamedTuple):
+    """What the server runs with, once flags, environment and defaults are resolved."""
+
     host: str
     port: int
     log_level: str

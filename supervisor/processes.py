@@ -145,10 +145,7 @@ class ProcessLauncher:
         return MemberHandle(spec.cluster, spec.role, spec.index, str(proc.pid))
 
     def _pid(self, handle: MemberHandle) -> int | None:
-        try:
-            return int(handle.ref)
-        except ValueError:
-            return None
+        return int(handle.ref) if handle.ref.isdigit() else None
 
     def state(self, handle: MemberHandle) -> MemberState:
         pid = self._pid(handle)

@@ -9,26 +9,38 @@ import typer
 
 from node import clikit
 
+# parser -> [(input, parsed)]
+ACCEPTS: list[tuple[clikit.Parser[object], list[tuple[object, object]]]] = [
+    (clikit.positive_int, [("7", 7), (3, 3)]),
+    (clikit.port, [("0", 0), (" 65535 ", 65535)]),
+    (clikit.optional_port, [("", None), ("80", 80)]),
+    (clikit.positive_float, [("0.5", 0.5)]),
+    (clikit.fraction, [("0", 0.0)]),
+    (clikit.log_level, [("debug", "DEBUG")]),
+    (clikit.cluster_name, [("a.b_c-1", "a.b_c-1")]),
+    (clikit.one_of(("docker", "auto")), [("AUTO", "auto")]),
+    (clikit.peer_count(5), [("5", 5)]),
+]
+ENDPOINTS = ["tcp://127.0.0.1:5555", "tcp://*:0", "tcp://[::1]:7", "ipc:///tmp/x"]
+# parser -> (what the message says, [inputs])
+REJECTS: list[tuple[clikit.Parser[object], str, list[object]]] = [
+    (clikit.positive_int, "positive integer", ["0", "1.5", "abc", True]),
+    (clikit.port, "0..65535", ["70000", "-1", "x"]),
+    (clikit.positive_float, "positive number", ["0", "nan"]),
+    (clikit.fraction, "[0, 1)", ["1"]),
+    (clikit.log_level, "log level", ["loud"]),
+    (clikit.cluster_name, "invalid cluster name", ["../x", ""]),
+    (clikit.endpoint, "endpoint", ["127.0.0.1:5555"]),
+    (clikit.endpoint, "out of range", ["tcp://h:99999"]),
+    (clikit.one_of(("docker", "auto")), "docker, auto", ["podman"]),
+    (clikit.peer_count(5), "at most 5", ["6"]),
+]
+
 
 @pytest.mark.parametrize(
     ("parse", "good", "expected"),
-    [
-        (clikit.positive_int, "7", 7),
-        (clikit.positive_int, 3, 3),
-        (clikit.port, "0", 0),
-        (clikit.port, " 65535 ", 65535),
-        (clikit.optional_port, "", None),
-        (clikit.optional_port, "80", 80),
-        (clikit.positive_float, "0.5", 0.5),
-        (clikit.fraction, "0", 0.0),
-        (clikit.log_level, "debug", "DEBUG"),
-        (clikit.cluster_name, "a.b_c-1", "a.b_c-1"),
-        (clikit.endpoint, "tcp://127.0.0.1:5555", "tcp://127.0.0.1:5555"),
-        (clikit.endpoint, "tcp://*:0", "tcp://*:0"),
-        (clikit.endpoint, "tcp://[::1]:7", "tcp://[::1]:7"),
-        (clikit.endpoint, "ipc:///tmp/x", "ipc:///tmp/x"),
-        (clikit.peer_count(5), "5", 5),
-    ],
+    [(parse, good, want) for parse, rows in ACCEPTS for good, want in rows]
+    + [(clikit.endpoint, e, e) for e in ENDPOINTS],
 )
 def test_parsers_accept(parse: clikit.Parser[object], good: object, expected: object) -> None:
     assert parse(good) == expected
@@ -36,24 +48,7 @@ def test_parsers_accept(parse: clikit.Parser[object], good: object, expected: ob
 
 @pytest.mark.parametrize(
     ("parse", "bad", "needle"),
-    [
-        (clikit.positive_int, "0", "positive integer"),
-        (clikit.positive_int, "1.5", "positive integer"),
-        (clikit.positive_int, "abc", "positive integer"),
-        (clikit.positive_int, True, "positive integer"),
-        (clikit.port, "70000", "0..65535"),
-        (clikit.port, "-1", "0..65535"),
-        (clikit.port, "x", "0..65535"),
-        (clikit.positive_float, "0", "positive number"),
-        (clikit.positive_float, "nan", "positive number"),
-        (clikit.fraction, "1", "[0, 1)"),
-        (clikit.log_level, "loud", "log level"),
-        (clikit.cluster_name, "../x", "invalid cluster name"),
-        (clikit.cluster_name, "", "invalid cluster name"),
-        (clikit.endpoint, "127.0.0.1:5555", "endpoint"),
-        (clikit.endpoint, "tcp://h:99999", "out of range"),
-        (clikit.peer_count(5), "6", "at most 5"),
-    ],
+    [(parse, bad, needle) for parse, needle, bads in REJECTS for bad in bads],
 )
 def test_parsers_reject(parse: clikit.Parser[object], bad: object, needle: str) -> None:
     with pytest.raises(typer.BadParameter) as info:
