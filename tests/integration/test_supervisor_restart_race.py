@@ -171,6 +171,10 @@ def test_process_launcher_down_stops_a_member_started_twice(tmp_path: Path) -> N
     second = launcher.start(spec)
     pids = {int(first.ref), int(second.ref)}
     try:
+        # A fresh child's /proc cmdline is briefly empty (the exec is still setting it up).
+        deadline = time.monotonic() + 10
+        while set(processes_mentioning(str(root))) != pids and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert set(processes_mentioning(str(root))) == pids
         assert {h.ref for h in launcher.find("twice")} == {first.ref, second.ref}
     finally:
