@@ -80,21 +80,13 @@ def main_command(
     ] = 5.0,
     log_level: Annotated[str, _opt("DHT_LOG_LEVEL", "DEBUG..ERROR", clikit.log_level)] = "INFO",
 ) -> int:
+    addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
+    servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
+    url = None if signaling.strip().lower() in ("", "none") else signaling
     options = Options(
-        signaling=None if signaling.strip().lower() in ("", "none") else signaling,
-        data_dir=data_dir,
-        ice_addresses=ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"],
-        ice_servers=ice_server or _env_list("DHT_ICE_SERVERS") or [],
-        control=control,
-        events=events,
-        k=k,
-        alpha=alpha,
-        discovery_interval_s=discovery_interval,
-        max_connections=max_connections,
-        bootstrap_peers=bootstrap_peers,
-        stats_interval_s=stats_interval,
-        log_level=log_level,
-    )
+        url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
+        max_connections, bootstrap_peers, stats_interval, log_level,
+    )  # fmt: skip
     _parsed.append(options)
     return clikit.EXIT_OK
 
