@@ -16,10 +16,11 @@ import logging
 import signal
 import sys
 from dataclasses import asdict, dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from node.config import Config
-from node.runtime import NodeSettings
+if TYPE_CHECKING:  # the parsing process (peer.cli) imports only this module's light part
+    from node.config import Config
+    from node.runtime import NodeSettings
 
 RESOLVED_ENV: Final = "DHT_NODE_RESOLVED"
 EXIT_OK: Final = 0
@@ -55,9 +56,13 @@ class Options:
         return cls(**json.loads(text))
 
     def config(self) -> Config:
+        from node.config import Config
+
         return Config(k=self.k, alpha=self.alpha, discovery_interval_s=self.discovery_interval_s)
 
     def settings(self) -> NodeSettings:
+        from node.runtime import NodeSettings
+
         return NodeSettings(
             max_connections=self.max_connections,
             stats_interval_s=self.stats_interval_s,
