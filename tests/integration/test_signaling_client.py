@@ -24,13 +24,8 @@ WAIT_S = 5.0
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    srv = SignalingServer("127.0.0.1", 0)
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.close()
+def server(signaling_server: SignalingServer) -> SignalingServer:
+    return signaling_server
 
 
 @dataclass

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from node.identity import DOMAIN_SIGNALING, Identity
 from signaling.__main__ import parse_args
 from signaling.server import HARD_MAX_FRAME_BYTES, SignalingServer
+from tests.support.procs import reap
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,13 +25,8 @@ RECV_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[SignalingServer]:
-    srv = SignalingServer("127.0.0.1", 0)
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.close()
+def server(signaling_server: SignalingServer) -> SignalingServer:
+    return signaling_server
 
 
 async def recv_json(ws: ClientConnection) -> dict[str, Any]:
@@ -69,11 +64,17 @@ async def open_registered(
     return ws
 
 
+async def registered_pair(
+    server: SignalingServer, seed_a: int, seed_b: int
+) -> tuple[Identity, ClientConnection, Identity, ClientConnection]:
+    """Two registered clients with identities from fixed seeds."""
+    alice = Identity.generate(random.Random(seed_a))
+    bob = Identity.generate(random.Random(seed_b))
+    return alice, await open_registered(server, alice), bob, await open_registered(server, bob)
+
+
 async def assert_well_behaved_clients_work(server: SignalingServer) -> None:
-    alice = Identity.generate(random.Random(101))
-    bob = Identity.generate(random.Random(102))
-    a = await open_registered(server, alice)
-    b = await open_registered(server, bob)
+    alice, a, bob, b = await registered_pair(server, 101, 102)
     try:
         await a.send(json.dumps({"type": "peers", "n": 5, "rid": "q"}))
         reply = await recv_json(a)
@@ -135,10 +136,7 @@ async def test_garbage_answered_then_server_still_serves(server: SignalingServer
 
 
 async def test_spoofed_from_and_unknown_target(server: SignalingServer) -> None:
-    alice = Identity.generate(random.Random(1))
-    bob = Identity.generate(random.Random(2))
-    a = await open_registered(server, alice)
-    b = await open_registered(server, bob)
+    alice, a, bob, b = await registered_pair(server, 1, 2)
     try:
         spoof = {
             "type": "offer",
@@ -207,10 +205,7 @@ async def test_reconnect_with_key_replaces_old_connection(server: SignalingServe
 
 
 async def test_client_disconnect_unregisters(server: SignalingServer) -> None:
-    alice = Identity.generate(random.Random(1))
-    bob = Identity.generate(random.Random(2))
-    a = await open_registered(server, alice)
-    b = await open_registered(server, bob)
+    alice, a, _bob, b = await registered_pair(server, 1, 2)
     await b.close()
     try:
         await server.wait_connection_count(1, RECV_TIMEOUT_S)
@@ -281,9 +276,7 @@ async def test_cli_serves_and_stops_on_sigterm() -> None:
         async with asyncio.timeout(10):
             assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
 
 
 async def test_cli_port_in_use_exits_1() -> None:

@@ -30,6 +30,7 @@ from node.transport.base import (
 )
 from node.transport.memory import MemoryHub, MemoryTransport
 from node.transport.webrtc import WebRTCTransport, parse_ice_server
+from tests.support.procs import reap
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -413,7 +414,5 @@ async def test_two_processes_connect_over_webrtc() -> None:
         async with asyncio.timeout(20):
             assert await child.wait() == 0
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await reap(child)
         await transport.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from control.client import ControlClient
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill ``proc`` if it is still running and wait for it (test clean-up)."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 def free_port() -> int:
