@@ -11,9 +11,11 @@ it serves in-process.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -89,6 +91,40 @@ def main_command(
     )  # fmt: skip
     _parsed.append(options)
     return clikit.EXIT_OK
+
+
+@contextlib.contextmanager
+def _environ_overlay(overlay: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in overlay}
+    os.environ.update(overlay)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+def resolve(args: Sequence[str], env: Mapping[str, str]) -> Options | None:
+    """The options ``dht-node ARGS`` would run with in this environment plus ``env``, printing
+    nothing; None when they are not valid (the node then reports the error itself).
+
+    A launcher that starts many nodes (the supervisor) resolves each command line once here and
+    hands the node ``RESOLVED_ENV``: the node then skips its own parse and the re-exec, which
+    cost each of 25 nodes starting together ~0.15 s of CPU on a 2-core machine.
+    """
+    quiet = io.StringIO()
+    with (
+        _environ_overlay(env),
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
+        code = clikit.run(app, args, prog=PROG)
+    if code != clikit.EXIT_OK or not _parsed:
+        return None
+    return _parsed.pop()
 
 
 def reexec(options: Options) -> None:

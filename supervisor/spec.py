@@ -130,10 +130,25 @@ def node_spec(
         role=Role.PEER,
         index=index,
         argv=argv,
-        env=dict(config.env),
+        env=node_env(config, argv),
         data_dir=data_dir,
         log_path=str(config.cluster_dir / "logs" / f"node-{index}.log"),
     )
+
+
+def node_env(config: SupervisorConfig, argv: Sequence[str]) -> dict[str, str]:
+    """The node's extra environment. A local ``python -m peer`` also gets its options already
+    resolved (``peer.serve.RESOLVED_ENV``), so it neither parses nor re-executes itself."""
+    env = dict(config.env)
+    command = config.node_command
+    if config.backend is Backend.PROCESS and tuple(command[-2:]) == NODE_COMMAND[-2:]:
+        from peer.cli import resolve  # typer: only where nodes are really launched
+        from peer.serve import RESOLVED_ENV
+
+        options = resolve(argv[len(command) :], env)
+        if options is not None:
+            env[RESOLVED_ENV] = options.to_json()
+    return env
 
 
 def argv_value(argv: Sequence[str], flag: str) -> str | None:

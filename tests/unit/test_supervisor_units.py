@@ -11,6 +11,7 @@ from control.codec import pack
 from control.errors import CommandError
 from control.schema import parse_request
 from control.server import decode_body, split_envelope
+from peer.serve import RESOLVED_ENV, Options
 from supervisor.cluster import formation, status_table
 from supervisor.errors import StateError
 from supervisor.ports import pick_port, port_is_free
@@ -132,7 +133,17 @@ def test_node_spec_command_line(tmp_path: Path) -> None:
         "--k",
         "8",
     ]
+    resolved = Options.from_json(spec.env[RESOLVED_ENV])  # the node skips its own parse
+    assert (resolved.k, resolved.data_dir, resolved.control, resolved.ice_addresses) == (
+        8,
+        str(tmp_path / "c" / "nodes" / "2"),
+        "tcp://127.0.0.1:7",
+        ["127.0.0.1"],
+    )
+    bad = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path, node_args=("--k", "zero"))
+    assert RESOLVED_ENV not in node_spec(bad, 2, "ws://x", "tcp://a:1", "tcp://b:2").env
     docker = node_spec(SupervisorConfig("c", 3, Backend.DOCKER, tmp_path), 2, "ws://x", "a", "b")
+    assert RESOLVED_ENV not in docker.env
     assert (docker.data_dir, docker.argv[docker.argv.index("--data-dir") + 1]) == (
         "dht-c-2",
         "/data",
