@@ -394,8 +394,10 @@ class Supervisor:
             self._publish(topic, payload)
             if topic == "node.stats":
                 self.metrics.observe_stats(member.index, payload)
-            if member.node_id is None and isinstance(payload.get("node"), str):
-                member.node_id = payload["node"]
+            node = payload.get("node")
+            if isinstance(node, str) and member.node_id != node:
+                member.node_id = node
+                self.save()  # cluster.json must not keep "id": null for a running peer
 
     # -- front endpoint ------------------------------------------------------------------------
 
