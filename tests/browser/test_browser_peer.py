@@ -1,0 +1,95 @@
+"""A browser peer (web/, real headless chromium) in a cluster of Python nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from supervisor.chromium import Chromium
+from tests.browser.conftest import call, open_peer
+from tests.support.procs import ProcCluster
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+async def test_browser_joins_with_a_routing_table(
+    browser: Chromium, web_cluster: ProcCluster
+) -> None:
+    page, bid = await open_peer(browser, web_cluster)
+    node_ids = {n.node_id for n in web_cluster.nodes}
+    assert set(await page.evaluate("window.dhtPeer.peers()")) == node_ids
+    assert set(await page.evaluate("window.dhtPeer.rt()")) == node_ids
+    stats = await page.evaluate("window.dhtPeer.stats()")
+    assert stats["id"] == bid
+    assert stats["connections"] == len(node_ids)
+    assert stats["hellos_rejected"] == 0
+    events = await page.evaluate("window.dhtPeer.drainEvents()")
+    connected = {e["peer"] for e in events if e["topic"] == "peer.connected"}
+    assert connected == node_ids
+    assert await page.evaluate("window.dhtPeer.drainEvents()") == []
+    # Every node lists the browser as a connected peer.
+    for i in range(len(web_cluster.nodes)):
+        peers = (await call(web_cluster, i, "peers"))["peers"]
+        assert bid in {p["id"] for p in peers}
+
+
+async def test_browser_store_python_get(browser: Chromium, web_cluster: ProcCluster) -> None:
+    page, bid = await open_peer(browser, web_cluster)
+    r = await page.evaluate("window.dhtPeer.store('from-browser', 'héllo wörld')")
+    assert r["ok"] is True
+    assert r["stored"] >= r["quorum"] >= 1
+    for i in range(len(web_cluster.nodes)):
+        got = await call(web_cluster, i, "get", key="from-browser")
+        assert got["value"] == "héllo wörld".encode()
+        assert got["publisher"] == bid
+
+
+async def test_python_store_browser_get(browser: Chromium, web_cluster: ProcCluster) -> None:
+    page, _ = await open_peer(browser, web_cluster)
+    stored = await call(web_cluster, 2, "store", key="from-python", value="ünïcode ✓".encode())
+    assert stored["acks"] >= stored["quorum"] >= 1, stored
+    r = await page.evaluate("window.dhtPeer.get('from-python')")
+    assert r["found"] is True
+    assert r["value"] == "ünïcode ✓"
+    assert r["publisher"] == web_cluster.nodes[2].node_id
+    assert await page.evaluate("window.dhtPeer.get('never-stored')") == {"found": False}
+
+
+async def test_browser_announce_python_lookup(browser: Chromium, web_cluster: ProcCluster) -> None:
+    page, bid = await open_peer(browser, web_cluster)
+    r = await page.evaluate("window.dhtPeer.announce('browser-room')")
+    assert r["ok"] is True
+    found = await call(web_cluster, 1, "lookup", topic="browser-room")
+    assert [p["id"] for p in found["peers"]] == [bid]
+    # And the other way: a node announces, the browser looks it up.
+    await call(web_cluster, 3, "announce", topic="node-room", port=4000)
+    seen = await page.evaluate("window.dhtPeer.lookup('node-room')")
+    assert seen["peers"] == [web_cluster.nodes[3].node_id]
+
+
+async def test_closed_browser_leaves_every_table(
+    browser: Chromium, web_cluster: ProcCluster
+) -> None:
+    page, bid = await open_peer(browser, web_cluster)
+    for i in range(len(web_cluster.nodes)):
+        assert bid in {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}
+    await page.close()
+    closed_at = time.monotonic()
+
+    async def anywhere() -> list[int]:
+        holders = []
+        for i in range(len(web_cluster.nodes)):
+            peers = {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}
+            rt = await call(web_cluster, i, "dump")
+            contacts = {c["id"] for b in rt["buckets"] for c in b["contacts"]}
+            if bid in peers or bid in contacts:
+                holders.append(i)
+        return holders
+
+    holders = await anywhere()
+    while holders and time.monotonic() - closed_at < 15.0:
+        await asyncio.sleep(0.25)
+        holders = await anywhere()
+    assert holders == [], f"nodes {holders} still list the closed browser after 15 s"
