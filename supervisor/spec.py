@@ -29,6 +29,9 @@ FORMED_RT_MAX = 8  # a node is formed when rt size >= min(FORMED_RT_MAX, N - 1)
 MAX_PEERS = 1000
 
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "peer")
+BROWSER_COMMAND: tuple[str, ...] = ("python", "-m", "supervisor.browser_peer")
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+"""The browser peer's files, served by the signaling server when a cluster has browser peers."""
 SIGNALING_COMMAND: tuple[str, ...] = ("python", "-m", "signaling")
 NODE_COMMAND_ENV = "DHT_NODE_COMMAND"
 SIGNALING_COMMAND_ENV = "DHT_SIGNALING_COMMAND"
@@ -76,6 +79,14 @@ class SupervisorConfig:
     signaling_command: tuple[str, ...] = SIGNALING_COMMAND
     node_args: tuple[str, ...] = ()  # extra flags for every node (e.g. --stats-interval 1)
     env: Mapping[str, str] = field(default_factory=dict)
+    browser_peers: int = 0  # headless-Chromium peers, numbered after the Python ones
+    browser_command: tuple[str, ...] = BROWSER_COMMAND
+
+    def __post_init__(self) -> None:
+        if self.browser_peers < 0:
+            raise ValueError("browser peers must not be negative")
+        if self.browser_peers and self.backend is Backend.DOCKER:
+            raise ValueError("browser peers run with the process backend only (no chromium image)")
 
     @property
     def cluster_dir(self) -> Path:
@@ -88,6 +99,8 @@ def signaling_url(port: int, host: str = HOST) -> str:
 
 def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
     argv = [*config.signaling_command, "--host", HOST, "--port", str(port)]
+    if config.browser_peers:
+        argv += ["--web", str(WEB_DIR)]
     log_path = str(config.cluster_dir / "logs" / "signaling.log")
     return MemberSpec(
         cluster=config.cluster,
@@ -133,6 +146,33 @@ def node_spec(
         env=dict(config.env),
         data_dir=data_dir,
         log_path=str(config.cluster_dir / "logs" / f"node-{index}.log"),
+    )
+
+
+def browser_spec(
+    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+) -> MemberSpec:
+    """A browser peer (``supervisor.browser_peer``): a member like a node, another command."""
+    data_dir = node_data_dir(config, index)
+    argv = [
+        *config.browser_command,
+        "--signaling",
+        signaling,
+        "--data-dir",
+        data_dir,
+        "--control",
+        control,
+        "--events",
+        events,
+    ]
+    return MemberSpec(
+        cluster=config.cluster,
+        role=Role.PEER,
+        index=index,
+        argv=argv,
+        env=dict(config.env),
+        data_dir=data_dir,
+        log_path=str(config.cluster_dir / "logs" / f"browser-{index}.log"),
     )
 
 
