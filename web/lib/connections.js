@@ -175,10 +175,11 @@ export class Connections {
       dial.cid = cid;
       const answer = new Promise((resolve) => { dial.answer = resolve; });
       this.offers.set(cid, dial);
-      if (!this.sendSdp(dial.peerId, "offer", cid, pc.localDescription.sdp, viaHex)) {
-        throw new Error("no route for the offer (no peers, no signaling)");
-      }
+      const route = this.sendSdp(dial.peerId, "offer", cid, pc.localDescription.sdp, viaHex);
+      if (!route) throw new Error("no route for the offer (no peers, no signaling)");
+      dial.relayed = route === "relay" || route === "both";
       const sdp = await withTimeout(answer, this.dialTimeoutMs, "answer");
+      if (sdp === null) throw new Error("the signaling server does not know the peer");
       if (dial.superseded) { pc.close(); return dial.promise; }
       await pc.setRemoteDescription({ type: "answer", sdp });
       await withTimeout(channelOpen(dc), this.dialTimeoutMs, "channel open");
@@ -189,15 +190,24 @@ export class Connections {
     }
   }
 
+  /** Send over the DHT relay and the signaling server: "relay", "server", "both" or null. */
   sendSdp(peerId, kind, cid, sdp, viaHex) {
-    let sent = false;
     const payload = pack({ v: SIGNAL_PAYLOAD_VERSION, t: kind, cid, sdp });
-    if (this.hooks.relay(peerId, payload, viaHex)) {
-      this.stats.signals_relayed_out += 1;
-      sent = true;
+    const relayed = this.hooks.relay(peerId, payload, viaHex);
+    if (relayed) this.stats.signals_relayed_out += 1;
+    const served = !!this.signaling?.send(kind, hex(peerId), cid, sdp);
+    if (relayed && served) return "both";
+    return relayed ? "relay" : served ? "server" : null;
+  }
+
+  /** The signaling server could not deliver our offer `cid`: fail fast when it was the only route. */
+  onUndeliverable(cid) {
+    const dial = this.offers.get(cid);
+    if (dial && !dial.relayed && dial.answer) {
+      const resolve = dial.answer;
+      dial.answer = null;
+      resolve(null);
     }
-    if (this.signaling?.send(kind, hex(peerId), cid, sdp)) sent = true;
-    return sent;
   }
 
   // -- what arrives -----------------------------------------------------------------------------
@@ -299,8 +309,10 @@ export class Connections {
       }
     };
     const sig = await this.identity.sign(helloPayload(peerId, cid));
-    const hello = { type: MsgType.HELLO, publicKey: this.identity.publicKey, receiver: peerId, cid, sig };
-    if (this.helloVersion) hello.version = this.helloVersion;
+    const hello = {
+      type: MsgType.HELLO, publicKey: this.identity.publicKey, receiver: peerId, cid, sig,
+      version: this.helloVersion || PROTOCOL_VERSION,
+    };
     dc.send(encode(hello));
     const ok = await withTimeout(result, HELLO_TIMEOUT_MS, "HELLO").catch(() => false);
     if (!ok) {
@@ -319,7 +331,10 @@ export class Connections {
     let msg;
     try { msg = decode(bytes); } catch { return false; }
     if (msg.type !== MsgType.HELLO) return false;
-    if (msg.version && msg.version[0] !== PROTOCOL_VERSION[0]) return false;
+    if (msg.version[0] !== PROTOCOL_VERSION[0]) {
+      this.hooks.log?.(`refusing protocol version ${msg.version.join(".")}`);
+      return false;
+    }
     return equalBytes(await sha256(msg.publicKey), peerId)
       && equalBytes(msg.receiver, this.identity.id)
       && msg.cid === cid
