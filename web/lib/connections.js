@@ -155,13 +155,16 @@ export class Connections {
     return dial.promise;
   }
 
-  /** A peer connection and its channel; `inband` answering side: none (ondatachannel). */
+  /** A peer connection and its "dht" channel. Offering: in-band (DCEP) when `inband` is set,
+   * else pre-negotiated id 0. Answering: the pre-negotiated one, while `ondatachannel` also
+   * adopts an in-band channel the offerer opened (its DCEP stream id is odd when we take the
+   * DTLS client role, as browsers do when answering, so the two never collide). */
   newPeerConnection(offering) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    let dc = null;
-    if (!this.inband) dc = pc.createDataChannel("dht", { ordered: true, negotiated: true, id: 0 });
-    else if (offering) dc = pc.createDataChannel("dht", { ordered: true });
-    if (dc) dc.binaryType = "arraybuffer";
+    const dc = offering && this.inband
+      ? pc.createDataChannel("dht", { ordered: true })
+      : pc.createDataChannel("dht", { ordered: true, negotiated: true, id: 0 });
+    dc.binaryType = "arraybuffer";
     return { pc, dc };
   }
 
@@ -267,9 +270,10 @@ export class Connections {
       if (!this.sendSdp(senderId, "answer", cid, pc.localDescription.sdp, null)) {
         throw new Error("no route for the answer");
       }
-      const opened = [inbandChannel.then(channelOpen)];
-      if (channel) opened.push(channelOpen(channel));
+      const opened = [inbandChannel.then(channelOpen), channelOpen(channel)];
+      const negotiated = channel;
       channel = await withTimeout(Promise.race(opened), this.dialTimeoutMs, "channel open");
+      if (channel !== negotiated) negotiated.close();
       const ok = await this.handshake(pc, channel, senderId, cid);
       if (ours && ours.done) ours.done(ok);
     } catch (e) {
