@@ -115,9 +115,10 @@ JS_CHECK = """
       }
       const rec = m.record;
       if (rec) {
-        r.valid = await c.verify(rec.publicKey, rec.sig, codec.recordPayload(rec.key, rec.ts, rec.data));
+        const payload = codec.recordPayload(rec.key, rec.ts, rec.data);
+        r.valid = await c.verify(rec.publicKey, rec.sig, payload);
         r.data = new TextDecoder().decode(rec.data);
-        r.same_sig = c.hex(await a.sign(codec.recordPayload(rec.key, rec.ts, rec.data))) === c.hex(rec.sig);
+        r.same_sig = c.hex(await a.sign(payload)) === c.hex(rec.sig);
         r.key_ok = c.hex(rec.key) === c.hex(await c.keyId('vector-key'));
       }
       const provs = m.provider ? [m.provider] : (m.providers || []);
@@ -186,7 +187,7 @@ async def test_js_decodes_reencodes_and_verifies_python_vectors(page: Page) -> N
     assert out["value"]["key_ok"] is True
     assert out["peers"]["providers_valid"] == [True, True]
     # The refusals agree with the Python decoder.
-    for name, h in BAD_HEX.items():
+    for h in BAD_HEX.values():
         with pytest.raises(codec.DecodeError):
             codec.decode(bytes.fromhex(h))
     assert out["refused"] == dict.fromkeys(BAD_HEX, True)
