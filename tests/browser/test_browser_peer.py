@@ -125,3 +125,31 @@ async def test_connection_with_mdns_candidates_opens_fast(
     connected = await call(web_cluster, 2, "connect", node_id=bid)
     print(f"browser → node {dial['ms']:.0f} ms, node → browser {connected['duration_ms']} ms")
     assert connected["duration_ms"] < 400, f"node → browser took {connected['duration_ms']} ms"
+
+
+async def test_demo_page_store_get_and_peers(browser: Chromium, web_cluster: ProcCluster) -> None:
+    """What a person does on the demo page: fill the forms, read the answers and the peers."""
+    page = await browser.open(f"http://127.0.0.1:{web_cluster.signaling.port}/")
+    await page.wait_for("document.getElementById('id').textContent.length === 64", 30.0)
+    await page.evaluate(
+        """(() => {
+          document.getElementById('store-key').value = 'demo-key';
+          document.getElementById('store-value').value = 'demo value';
+          document.querySelector('#store-form button').click();
+        })()"""
+    )
+    stored = await page.wait_for("document.getElementById('store-result').textContent", 20.0)
+    assert stored.startswith("stored on"), stored
+    assert (await call(web_cluster, 1, "get", key="demo-key"))["value"] == b"demo value"
+    await page.evaluate(
+        """(() => {
+          document.getElementById('get-key').value = 'demo-key';
+          document.querySelector('#get-form button').click();
+        })()"""
+    )
+    got = await page.wait_for("document.getElementById('get-result').textContent", 20.0)
+    assert got.startswith("demo value"), got
+    listed = await page.wait_for(
+        "[...document.querySelectorAll('#peers li')].map(li => li.textContent)", 5.0
+    )
+    assert set(listed) == {n.node_id for n in web_cluster.nodes}

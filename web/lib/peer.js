@@ -112,6 +112,9 @@ export class DhtPeer {
     }, this.options);
     await this.signaling.connect();
     this.timers.push(setInterval(() => this.tick(), 1000));
+    const quietly = (p) => p.catch((e) => this.log(`maintenance failed: ${e.message}`));
+    this.timers.push(setInterval(() => quietly(this.reannounce()), this.options.reannounceMs));
+    this.timers.push(setInterval(() => quietly(this.republish()), this.options.republishMs));
     await this.bootstrap();
     return { id: this.id };
   }
@@ -486,9 +489,13 @@ export class DhtPeer {
     return { peers, providers: peers.length };
   }
 
-  /** Re-announce and republish what we authored (called by the page's timers). */
-  async refresh() {
+  /** Re-announce our topics before their provider records expire (every `reannounceMs`). */
+  async reannounce() {
     for (const { topicText, port, meta } of this.announced.values()) await this.announce(topicText, port, meta);
+  }
+
+  /** Republish what we authored before holders' copies expire (every `republishMs`). */
+  async republish() {
     for (const { keyText, value } of this.authored.values()) await this.store(keyText, value);
   }
 
