@@ -47,11 +47,7 @@ const prov = (p) => [p.topic, p.ts, p.port, p.leave, p.meta, p.publicKey, p.sig]
 
 function fields(m) {
   switch (m.type) {
-    case MsgType.HELLO: {
-      const f = [m.publicKey, m.receiver, m.cid, m.sig];
-      if (m.version) f.push(m.version);
-      return f;
-    }
+    case MsgType.HELLO: return [m.publicKey, m.receiver, m.cid, m.sig, m.version || PROTOCOL_VERSION];
     case MsgType.PING: case MsgType.PONG: return [m.rid];
     case MsgType.FIND_NODE: return [m.rid, m.target];
     case MsgType.NODES: return [m.rid, m.nodes];
@@ -168,14 +164,16 @@ function version(v) {
 }
 
 const T = MsgType;
+// A HELLO may carry fields a later minor version appends (ignored), up to this many.
+export const MAX_HELLO_FIELDS = 16;
 // tag -> [allowed arities, builder]
 const DECODERS = {
-  [T.HELLO]: [[4, 5], (f) => ({
+  [T.HELLO]: [[5], (f) => ({
     publicKey: bin(f[0], "hello public key", 32, true),
     receiver: id(f[1], "hello receiver"),
     cid: str(f[2], "hello cid", MAX_CID_CHARS),
     sig: bin(f[3], "hello sig", 64, true),
-    version: f.length === 5 ? version(f[4]) : null,
+    version: version(f[4]),
   })],
   [T.PING]: [[1], (f) => ({ rid: u64(f[0], "rid") })],
   [T.PONG]: [[1], (f) => ({ rid: u64(f[0], "rid") })],
@@ -228,7 +226,8 @@ export function decode(data) {
   const entry = typeof tag === "number" ? DECODERS[tag] : undefined;
   if (entry === undefined) throw new DecodeError(`unknown message type ${String(tag)}`);
   const [arities, build] = entry;
-  const f = obj.slice(1);
+  let f = obj.slice(1);
+  if (tag === T.HELLO && f.length > 5 && f.length <= MAX_HELLO_FIELDS) f = f.slice(0, 5);
   if (!arities.includes(f.length)) {
     throw new DecodeError(`${TYPE_NAMES[tag]}: expected ${arities.join(" or ")} fields, got ${f.length}`);
   }

@@ -155,13 +155,16 @@ export class Connections {
     return dial.promise;
   }
 
-  /** A peer connection and its channel; `inband` answering side: none (ondatachannel). */
+  /** A peer connection and its "dht" channel. Offering: in-band (DCEP) when `inband` is set,
+   * else pre-negotiated id 0. Answering: the pre-negotiated one, while `ondatachannel` also
+   * adopts an in-band channel the offerer opened (its DCEP stream id is odd when we take the
+   * DTLS client role, as browsers do when answering, so the two never collide). */
   newPeerConnection(offering) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    let dc = null;
-    if (!this.inband) dc = pc.createDataChannel("dht", { ordered: true, negotiated: true, id: 0 });
-    else if (offering) dc = pc.createDataChannel("dht", { ordered: true });
-    if (dc) dc.binaryType = "arraybuffer";
+    const dc = offering && this.inband
+      ? pc.createDataChannel("dht", { ordered: true })
+      : pc.createDataChannel("dht", { ordered: true, negotiated: true, id: 0 });
+    dc.binaryType = "arraybuffer";
     return { pc, dc };
   }
 
@@ -175,10 +178,11 @@ export class Connections {
       dial.cid = cid;
       const answer = new Promise((resolve) => { dial.answer = resolve; });
       this.offers.set(cid, dial);
-      if (!this.sendSdp(dial.peerId, "offer", cid, pc.localDescription.sdp, viaHex)) {
-        throw new Error("no route for the offer (no peers, no signaling)");
-      }
+      const route = this.sendSdp(dial.peerId, "offer", cid, pc.localDescription.sdp, viaHex);
+      if (!route) throw new Error("no route for the offer (no peers, no signaling)");
+      dial.relayed = route === "relay" || route === "both";
       const sdp = await withTimeout(answer, this.dialTimeoutMs, "answer");
+      if (sdp === null) throw new Error("the signaling server does not know the peer");
       if (dial.superseded) { pc.close(); return dial.promise; }
       await pc.setRemoteDescription({ type: "answer", sdp });
       await withTimeout(channelOpen(dc), this.dialTimeoutMs, "channel open");
@@ -189,15 +193,24 @@ export class Connections {
     }
   }
 
+  /** Send over the DHT relay and the signaling server: "relay", "server", "both" or null. */
   sendSdp(peerId, kind, cid, sdp, viaHex) {
-    let sent = false;
     const payload = pack({ v: SIGNAL_PAYLOAD_VERSION, t: kind, cid, sdp });
-    if (this.hooks.relay(peerId, payload, viaHex)) {
-      this.stats.signals_relayed_out += 1;
-      sent = true;
+    const relayed = this.hooks.relay(peerId, payload, viaHex);
+    if (relayed) this.stats.signals_relayed_out += 1;
+    const served = !!this.signaling?.send(kind, hex(peerId), cid, sdp);
+    if (relayed && served) return "both";
+    return relayed ? "relay" : served ? "server" : null;
+  }
+
+  /** The signaling server could not deliver our offer `cid`: fail fast when it was the only route. */
+  onUndeliverable(cid) {
+    const dial = this.offers.get(cid);
+    if (dial && !dial.relayed && dial.answer) {
+      const resolve = dial.answer;
+      dial.answer = null;
+      resolve(null);
     }
-    if (this.signaling?.send(kind, hex(peerId), cid, sdp)) sent = true;
-    return sent;
   }
 
   // -- what arrives -----------------------------------------------------------------------------
@@ -257,9 +270,10 @@ export class Connections {
       if (!this.sendSdp(senderId, "answer", cid, pc.localDescription.sdp, null)) {
         throw new Error("no route for the answer");
       }
-      const opened = [inbandChannel.then(channelOpen)];
-      if (channel) opened.push(channelOpen(channel));
+      const opened = [inbandChannel.then(channelOpen), channelOpen(channel)];
+      const negotiated = channel;
       channel = await withTimeout(Promise.race(opened), this.dialTimeoutMs, "channel open");
+      if (channel !== negotiated) negotiated.close();
       const ok = await this.handshake(pc, channel, senderId, cid);
       if (ours && ours.done) ours.done(ok);
     } catch (e) {
@@ -299,8 +313,10 @@ export class Connections {
       }
     };
     const sig = await this.identity.sign(helloPayload(peerId, cid));
-    const hello = { type: MsgType.HELLO, publicKey: this.identity.publicKey, receiver: peerId, cid, sig };
-    if (this.helloVersion) hello.version = this.helloVersion;
+    const hello = {
+      type: MsgType.HELLO, publicKey: this.identity.publicKey, receiver: peerId, cid, sig,
+      version: this.helloVersion || PROTOCOL_VERSION,
+    };
     dc.send(encode(hello));
     const ok = await withTimeout(result, HELLO_TIMEOUT_MS, "HELLO").catch(() => false);
     if (!ok) {
@@ -319,7 +335,10 @@ export class Connections {
     let msg;
     try { msg = decode(bytes); } catch { return false; }
     if (msg.type !== MsgType.HELLO) return false;
-    if (msg.version && msg.version[0] !== PROTOCOL_VERSION[0]) return false;
+    if (msg.version[0] !== PROTOCOL_VERSION[0]) {
+      this.hooks.log?.(`refusing protocol version ${msg.version.join(".")}`);
+      return false;
+    }
     return equalBytes(await sha256(msg.publicKey), peerId)
       && equalBytes(msg.receiver, this.identity.id)
       && msg.cid === cid

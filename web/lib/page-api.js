@@ -2,11 +2,11 @@
 // Keys, values and topics are UTF-8 strings; ids are lowercase hex.
 
 import { DhtPeer } from "./peer.js";
-import { utf8 } from "./crypto.js";
+import { unhex, utf8 } from "./crypto.js";
 
 const decoder = new TextDecoder();
 
-/** Options from the page URL: ?signal=ws://…&inband=1&hello_version=1&debug=1. */
+/** Options from the page URL: ?signal=ws://…&inband=1&debug=1. */
 export function optionsFromUrl(href) {
   const url = new URL(href);
   const q = url.searchParams;
@@ -14,7 +14,6 @@ export function optionsFromUrl(href) {
   return {
     signal: q.get("signal") || `${wsScheme}//${url.host}`,
     inband: q.get("inband") === "1",
-    helloVersion: q.get("hello_version") === "1" ? [1, 0] : undefined,
     debug: q.get("debug") === "1",
   };
 }
@@ -46,7 +45,13 @@ export function createPageApi(options) {
     rt: () => (peer.table ? peer.rt() : []),
     stats: () => (peer.conns ? peer.snapshot() : { id: peer.id ?? null }),
     drainEvents: () => peer.drainEvents(),
-    disconnect: (idHex) => peer.conns.close(idHex),
+    disconnect: (idHex) => peer.conns.close(String(idHex)),
+    connect: async (idHex) => {
+      await started;
+      const t = performance.now();
+      const ok = await peer.conns.dial(unhex(String(idHex)));
+      return { ok, ms: performance.now() - t };
+    },
     stop: () => peer.stop(),
   };
 }

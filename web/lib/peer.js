@@ -21,6 +21,7 @@ export const DEFAULTS = Object.freeze({
   requestTimeoutMs: 2000,
   lookupDeadlineMs: 10000,
   dialTimeoutMs: 5000,
+  requestDialMs: 2500,
   recordTtlMs: 3600_000,
   cacheTtlMs: 900_000,
   providerTtlMs: 1200_000,
@@ -32,7 +33,7 @@ export const DEFAULTS = Object.freeze({
   signalHopLimit: 8,
   bootstrapPeers: 8,
   inband: false,
-  helloVersion: null,
+  helloVersion: null, // [major, minor] to announce; null: PROTOCOL_VERSION (tests change it)
   iceServers: [],
 });
 const MAX_EVENTS = 1000;
@@ -96,7 +97,10 @@ export class DhtPeer {
     this.table = new RoutingTable(this.identity.id, this.options.k);
     this.signaling = new SignalingClient(signalingUrl, this.identity, {
       onRelay: (kind, from, cid, sdp) => this.conns.onRelay(kind, from, cid, sdp),
-      onError: (frame) => this.log(`signaling error ${frame.code}: ${frame.message}`),
+      onError: (frame) => {
+        this.log(`signaling error ${frame.code}: ${frame.message}`);
+        if (frame.code === "unknown_target" && typeof frame.cid === "string") this.conns.onUndeliverable(frame.cid);
+      },
       onClose: () => this.emit("signaling.disconnected"),
     });
     this.conns = new Connections(this.identity, this.signaling, {
@@ -108,6 +112,9 @@ export class DhtPeer {
     }, this.options);
     await this.signaling.connect();
     this.timers.push(setInterval(() => this.tick(), 1000));
+    const quietly = (p) => p.catch((e) => this.log(`maintenance failed: ${e.message}`));
+    this.timers.push(setInterval(() => quietly(this.reannounce()), this.options.reannounceMs));
+    this.timers.push(setInterval(() => quietly(this.republish()), this.options.republishMs));
     await this.bootstrap();
     return { id: this.id };
   }
@@ -178,19 +185,27 @@ export class DhtPeer {
     this.conns.send(peerId, encode(msg), viaHex);
   }
 
-  /** One request; resolves with the response, or null on timeout / lost link (never rejects). */
+  /** One request; resolves with the response, or null on timeout / lost link (never rejects).
+   * Dialing an unconnected peer may take at most `requestDialMs` of the request's time (the
+   * dial itself goes on in the background and may still succeed). */
   async request(peerId, msg, viaHex = null) {
-    const ok = await this.conns.dial(peerId, viaHex);
-    if (!ok) { this.requestFailed(hex(peerId)); return null; }
+    const peerHex = hex(peerId);
+    if (!this.conns.links.has(peerHex)) {
+      let timer;
+      const late = new Promise((resolve) => { timer = setTimeout(() => resolve(false), this.options.requestDialMs); });
+      const ok = await Promise.race([this.conns.dial(peerId, viaHex), late]);
+      clearTimeout(timer);
+      if (!ok) { this.requestFailed(peerHex); return null; }
+    }
     const rid = randomU64();
     const key = rid.toString();
     const reply = new Promise((resolve) => {
       const timer = setTimeout(() => this.settle(key, null), this.options.requestTimeoutMs);
-      this.pending.set(key, { peerHex: hex(peerId), types: RESPONSE_TYPES[msg.type], resolve, timer });
+      this.pending.set(key, { peerHex, types: RESPONSE_TYPES[msg.type], resolve, timer });
     });
     this.send(peerId, { ...msg, rid });
     const r = await reply;
-    if (!r) this.requestFailed(hex(peerId));
+    if (!r) this.requestFailed(peerHex);
     return r;
   }
 
@@ -474,9 +489,13 @@ export class DhtPeer {
     return { peers, providers: peers.length };
   }
 
-  /** Re-announce and republish what we authored (called by the page's timers). */
-  async refresh() {
+  /** Re-announce our topics before their provider records expire (every `reannounceMs`). */
+  async reannounce() {
     for (const { topicText, port, meta } of this.announced.values()) await this.announce(topicText, port, meta);
+  }
+
+  /** Republish what we authored before holders' copies expire (every `republishMs`). */
+  async republish() {
     for (const { keyText, value } of this.authored.values()) await this.store(keyText, value);
   }
 
