@@ -410,8 +410,10 @@ class ConnectionManager:
         # The reason the link is refused, or None once the peer's HELLO verified.
         verified: asyncio.Future[str | None] = self._loop.create_future()
         early: list[bytes] = []
+        last_problem = ""
 
         def on_message(data: bytes) -> None:
+            nonlocal last_problem
             if verified.done():
                 if verified.result() is None:
                     self._on_link_message(peer, link, data)
@@ -425,6 +427,7 @@ class ConnectionManager:
                 problem = f"{type(msg).__name__} before HELLO"
             if not isinstance(msg, Hello):
                 early.append(data)  # cannot happen on an ordered channel; keep it safe
+                last_problem = problem
                 if len(early) > MAX_EARLY_MESSAGES:
                     verified.set_result(f"{len(early)} messages without a HELLO: {problem}")
                 return
@@ -445,9 +448,11 @@ class ConnectionManager:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 problem = await verified
         except TimeoutError:
-            problem = (
-                f"no HELLO within {HELLO_TIMEOUT_S:.0f} s (is the peer's data channel the "
-                "negotiated stream 0 or an in-band channel labelled 'dht'?)"
+            problem = f"no HELLO within {HELLO_TIMEOUT_S:.0f} s " + (
+                f"({len(early)} other message(s), the last: {last_problem})"
+                if early
+                else "(is the peer's data channel the negotiated stream 0 or an in-band "
+                "channel labelled 'dht'?)"
             )
         except TransportError as exc:
             problem = f"sending our HELLO failed: {exc}"
