@@ -109,7 +109,7 @@ def formation(status: Mapping[str, Any], peers: int) -> tuple[int, int]:
 def probe(client: FrontClient, peers: int) -> bool:
     """Store through node 1, read back through another node (the last one)."""
     key = PROBE_PREFIX + secrets.token_hex(8)
-    value = secrets.token_bytes(16)
+    value = secrets.token_hex(16).encode()  # text: browser peers carry UTF-8 values
     try:
         client.call("store", {"key": key, "value": value}, node=1)
         got = client.call("get", {"key": key}, node=max(1, peers))
