@@ -119,24 +119,21 @@ def node_data_dir(config: SupervisorConfig, index: int) -> str:
     return str(config.cluster_dir / "nodes" / str(index))
 
 
-def node_spec(
-    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+def _peer_spec(
+    config: SupervisorConfig,
+    index: int,
+    command: Sequence[str],
+    endpoints: tuple[str, str, str],
+    data_arg: str,
+    extra: Sequence[str],
+    log_name: str,
 ) -> MemberSpec:
-    data_dir = node_data_dir(config, index)
-    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
+    signaling, control, events = endpoints
     argv = [
-        *config.node_command,
-        "--signaling",
-        signaling,
-        "--data-dir",
-        data_arg,
-        "--control",
-        control,
-        "--events",
-        events,
-        "--ice-address",
-        HOST,
-        *config.node_args,
+        *command,
+        *("--signaling", signaling, "--data-dir", data_arg),
+        *("--control", control, "--events", events),
+        *extra,
     ]
     return MemberSpec(
         cluster=config.cluster,
@@ -144,36 +141,30 @@ def node_spec(
         index=index,
         argv=argv,
         env=dict(config.env),
-        data_dir=data_dir,
-        log_path=str(config.cluster_dir / "logs" / f"node-{index}.log"),
+        data_dir=node_data_dir(config, index),
+        log_path=str(config.cluster_dir / "logs" / log_name),
     )
+
+
+def node_spec(
+    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+) -> MemberSpec:
+    data_dir = node_data_dir(config, index)
+    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
+    extra = ("--ice-address", HOST, *config.node_args)
+    endpoints = (signaling, control, events)
+    command = config.node_command
+    return _peer_spec(config, index, command, endpoints, data_arg, extra, f"node-{index}.log")
 
 
 def browser_spec(
     config: SupervisorConfig, index: int, signaling: str, control: str, events: str
 ) -> MemberSpec:
     """A browser peer (``supervisor.browser_peer``): a member like a node, another command."""
+    endpoints = (signaling, control, events)
     data_dir = node_data_dir(config, index)
-    argv = [
-        *config.browser_command,
-        "--signaling",
-        signaling,
-        "--data-dir",
-        data_dir,
-        "--control",
-        control,
-        "--events",
-        events,
-    ]
-    return MemberSpec(
-        cluster=config.cluster,
-        role=Role.PEER,
-        index=index,
-        argv=argv,
-        env=dict(config.env),
-        data_dir=data_dir,
-        log_path=str(config.cluster_dir / "logs" / f"browser-{index}.log"),
-    )
+    command = config.browser_command
+    return _peer_spec(config, index, command, endpoints, data_dir, (), f"browser-{index}.log")
 
 
 def argv_value(argv: Sequence[str], flag: str) -> str | None:
