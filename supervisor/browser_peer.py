@@ -33,6 +33,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from control.errors import CommandError, ErrorCode
 from control.server import ControlServer
 from supervisor.browser_api import BrowserNodeAPI, page_expression
@@ -108,7 +110,7 @@ class BrowserMember:
             if self.browser.pid is not None:
                 (self.data_dir / PID_FILE).write_text(f"{self.browser.pid}\n")
             url = page_url(self.args.signaling)
-            self.page = await self.browser.open(url)
+            self.page = await self.browser.open(url, wait_load_s=READY_TIMEOUT_S)
             ready = await self.page.evaluate(page_expression("ready"), timeout_s=READY_TIMEOUT_S)
             node_id = str(ready["id"])
             log.info("browser peer %s ready on %s", node_id[:8], url)
@@ -119,7 +121,15 @@ class BrowserMember:
                 pump = tasks.create_task(self._pump_events(api))
                 await self.stop.wait()
                 pump.cancel()
-        except (BrowserError, EvaluationError, TimeoutError, OSError, KeyError, TypeError) as exc:
+        except (
+            BrowserError,
+            EvaluationError,
+            TimeoutError,
+            OSError,
+            KeyError,
+            TypeError,
+            zmq.ZMQError,
+        ) as exc:
             log.error("browser peer failed: %s", exc)
             self.failed = True
         finally:
