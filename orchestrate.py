@@ -2,7 +2,8 @@
 """Bring a webrtc-dht cluster up and down.
 
     python orchestrate.py build | up | down | all | status | scale | logs
-        [--peers N] [--backend docker|process|auto] [--cluster NAME] [--timeout S]
+        [--peers N] [--browser-peers B] [--backend docker|process|auto] [--cluster NAME]
+        [--timeout S]
         [--node N | --signaling] [--follow]
 
 ``up`` starts the supervisor (``python -m supervisor run``) detached in its own session and
@@ -12,6 +13,7 @@ codes: 0 ok, 1 failed (not formed, not running, already running), 2 usage.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -77,6 +79,14 @@ NodeArgOpt = Annotated[
     list[str] | None,
     typer.Option("--node-arg", metavar="FLAG", help="extra flag for every node (repeatable)."),
 ]
+BrowserPeersOpt = Annotated[
+    int,
+    typer.Option(
+        "--browser-peers",
+        parser=clikit.int_range(0, MAX_PEERS, what="a non-negative integer"),
+        help="headless-Chromium peers beside the Python ones (process backend).",
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,7 @@ class UpArgs:
     timeout: float
     ports: Ports
     node_args: tuple[str, ...]
+    browser_peers: int = 0
 
 
 class Progress:
@@ -155,8 +166,16 @@ def _up(args: UpArgs, backend: Backend) -> int:
         args.cluster
     ):
         teardown(args.cluster, args.root, backend)  # leftovers of a dead supervisor
+    if args.browser_peers and backend is not Backend.PROCESS:
+        return _fail("--browser-peers needs the process backend (the image has no chromium)", 2)
     proc = spawn_supervisor(
-        args.cluster, args.peers, backend, args.root, args.ports, args.node_args
+        args.cluster,
+        args.peers,
+        backend,
+        args.root,
+        args.ports,
+        args.node_args,
+        browser_peers=args.browser_peers,
     )
     progress = Progress(args.timeout)
     try:
@@ -165,7 +184,11 @@ def _up(args: UpArgs, backend: Backend) -> int:
         client = FrontClient(state.front)
         try:
             status = wait_formed(
-                client, args.peers, args.timeout, progress, alive=lambda: proc.poll() is None
+                client,
+                args.peers + args.browser_peers,
+                args.timeout,
+                progress,
+                alive=lambda: proc.poll() is None,
             )
         finally:
             client.close()
@@ -180,8 +203,10 @@ def _up(args: UpArgs, backend: Backend) -> int:
         return 1
     progress.done()
     elapsed = time.monotonic() - progress.start
+    browsers = f" + {args.browser_peers} browser peers" if args.browser_peers else ""
     print(
-        f"cluster {args.cluster!r} formed: {args.peers} peers, backend {backend}, {elapsed:.1f} s",
+        f"cluster {args.cluster!r} formed: {args.peers} peers{browsers}, backend {backend}, "
+        f"{elapsed:.1f} s",
         file=sys.stderr,
     )
     print(status_table(status))
@@ -232,10 +257,12 @@ def up(
     metrics_port: PortOpt = None,
     signaling_port: PortOpt = None,
     node_arg: NodeArgOpt = None,
+    browser_peers: BrowserPeersOpt = 0,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
     args = _up_args(command, cluster, state_dir, peers, timeout, ports, node_arg)
+    args = dataclasses.replace(args, browser_peers=browser_peers)
 
     def run() -> int:
         kind = _resolve(backend)

@@ -3,8 +3,10 @@
 Encoding: one msgpack array per message, ``[type, fields...]``. Decoding validates the type tag,
 the arity, every field's type and every length before building a message; anything else raises
 ``DecodeError`` (never another exception), which the protocol counts against the sender.
-Records travel as ``[key, data, ts, public_key, sig]``; provider records as
-``[topic, ts, port, leave, meta, public_key, sig]``; node ids as 32-byte bins.
+HELLO is the one message that may carry more fields than it defines (a later minor version may
+append some; they are ignored), so that a peer of another version is still understood well
+enough to be refused with a reason. Records travel as ``[key, data, ts, public_key, sig]``;
+provider records as ``[topic, ts, port, leave, meta, public_key, sig]``; node ids as 32-byte bins.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from node.config import MAX_MESSAGE_BYTES, MAX_PROVIDER_META_BYTES, MAX_RECORD_D
 from node.errors import LocalError, RemoteError
 from node.ids import ID_BYTES, NodeId
 from node.messages import (
+    MAX_VERSION_PART,
     Announce,
     AnnounceAck,
     FindNode,
@@ -70,7 +73,7 @@ def _prov(p: ProviderRecord) -> list[Any]:
 def _fields(m: Message) -> list[Any]:
     match m:
         case Hello():
-            return [m.public_key, m.receiver, m.cid, m.sig]
+            return [m.public_key, m.receiver, m.cid, m.sig, list(m.version)]
         case Ping() | Pong():
             return [m.rid]
         case FindNode():
@@ -142,6 +145,15 @@ def _str(v: Any, what: str, max_len: int) -> str:
     return v
 
 
+def _version(v: Any) -> tuple[int, int]:
+    if type(v) is not list or len(v) != 2:
+        raise DecodeError("hello version: expected [major, minor]")
+    return (
+        _int(v[0], "hello version major", 0, MAX_VERSION_PART),
+        _int(v[1], "hello version minor", 0, MAX_VERSION_PART),
+    )
+
+
 def _id(v: Any, what: str = "node id") -> NodeId:
     return NodeId(_bin(v, what, ID_BYTES, exact=True))
 
@@ -186,14 +198,19 @@ def _providers(v: Any) -> tuple[ProviderRecord, ...]:
 
 _Decoder = Callable[[list[Any]], Message]
 
+HELLO_FIELDS = 5
+MAX_HELLO_FIELDS = 16
+"""Fields a HELLO may carry: 5 defined, the rest reserved for later minor versions (ignored)."""
+
 _DECODERS: dict[int, tuple[int, _Decoder]] = {
     MsgType.HELLO: (
-        4,
+        HELLO_FIELDS,
         lambda f: Hello(
             _bin(f[0], "hello public key", 32, exact=True),
             _id(f[1], "hello receiver"),
             _str(f[2], "hello cid", MAX_CID_CHARS),
             _bin(f[3], "hello sig", 64, exact=True),
+            _version(f[4]),
         ),
     ),
     MsgType.PING: (1, lambda f: Ping(_u64(f[0], "rid"))),
@@ -274,6 +291,8 @@ def decode(data: bytes) -> Message:
         raise DecodeError(f"unknown message type {tag!r}")
     arity, build = _DECODERS[tag]
     fields = obj[1:]
+    if tag == MsgType.HELLO and arity < len(fields) <= MAX_HELLO_FIELDS:
+        fields = fields[:arity]  # fields of a later minor version
     if len(fields) != arity:
         raise DecodeError(f"{MsgType(tag).name}: expected {arity} fields, got {len(fields)}")
     return build(fields)

@@ -14,7 +14,10 @@ Theory of operation:
 - Authentication: the first message each way on a new link is a signed HELLO binding the sender's
   key to (receiver ID, cid). Until the peer's HELLO verifies nothing else from the link is
   processed; a key that does not hash to the expected ID, another receiver or another cid
-  refuses the link (``stats.hellos_rejected``).
+  refuses the link (``stats.hellos_rejected``); so does a HELLO of another major protocol
+  version (also counted in ``stats.hellos_bad_version``). Every link dropped before its HELLO
+  verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
+  neither the negotiated stream 0 nor an in-band channel labelled ``dht`` never delivers one).
 - Cap: above ``max_connections`` the least recently used peers that the core does not need
   (``CoreHooks.needed``: not in the routing table) are closed.
 - Invariant: every dial resolves (``dial()`` answers True/False, never hangs or raises
@@ -39,7 +42,7 @@ from node import codec
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import DOMAIN_HELLO, Identity, verify
 from node.ids import NodeId, node_id_from_public_key, short_id
-from node.messages import Hello
+from node.messages import PROTOCOL_VERSION, Hello
 from node.signaling_port import SignalingPort
 from node.tasks import TaskSet
 from node.transport.base import Link, LinkBusy, LinkClosed, Transport, TransportError
@@ -95,6 +98,7 @@ class ConnectionStats:
     dials_started: int = 0
     dials_failed: int = 0
     hellos_rejected: int = 0
+    hellos_bad_version: int = 0
     links_opened: int = 0
     links_closed: int = 0
     signals_relayed_out: int = 0
@@ -158,6 +162,8 @@ class ConnectionManager:
         self.signaling: SignalingPort | None = None
         """Set by the runtime once the signaling client exists; offers also go this way."""
         self.stats = ConnectionStats()
+        self.protocol_version = PROTOCOL_VERSION
+        """What our HELLO announces and the major version we accept (a test may change it)."""
         self._peers: dict[NodeId, _Peer] = {}
         self._dials: dict[NodeId, _Dial] = {}
         self._offers: dict[str, _Dial] = {}  # cid → our outgoing dial
@@ -401,55 +407,79 @@ class ConnectionManager:
 
     async def _handshake(self, link: Link, peer: NodeId, cid: str) -> bool:
         """Exchange signed HELLOs; register the peer when its HELLO verifies."""
-        verified: asyncio.Future[bool] = self._loop.create_future()
+        # The reason the link is refused, or None once the peer's HELLO verified.
+        verified: asyncio.Future[str | None] = self._loop.create_future()
         early: list[bytes] = []
+        last_problem = ""
 
         def on_message(data: bytes) -> None:
+            nonlocal last_problem
             if verified.done():
-                if verified.result():
+                if verified.result() is None:
                     self._on_link_message(peer, link, data)
                 return
             try:
                 msg = codec.decode(data)
-            except codec.DecodeError:
+            except codec.DecodeError as exc:
                 msg = None
+                problem = f"undecodable first message ({exc})"
+            else:
+                problem = f"{type(msg).__name__} before HELLO"
             if not isinstance(msg, Hello):
                 early.append(data)  # cannot happen on an ordered channel; keep it safe
+                last_problem = problem
                 if len(early) > MAX_EARLY_MESSAGES:
-                    verified.set_result(False)
+                    verified.set_result(f"{len(early)} messages without a HELLO: {problem}")
                 return
-            verified.set_result(self._hello_ok(msg, peer, cid))
+            verified.set_result(self._hello_problem(msg, peer, cid))
 
         def on_close() -> None:
             if not verified.done():
-                verified.set_result(False)
+                verified.set_result("the channel closed before the peer's HELLO")
             else:
                 self._link_closed(peer, link, "closed")
 
         link.set_handlers(on_message, on_close)
-        hello = Hello(
-            self.identity.public_key, peer, cid, self.identity.sign(hello_payload(peer, cid))
-        )
+        sig = self.identity.sign(hello_payload(peer, cid))
+        hello = Hello(self.identity.public_key, peer, cid, sig, self.protocol_version)
+        problem: str | None
         try:
             link.send(codec.encode(hello))
             async with asyncio.timeout(HELLO_TIMEOUT_S):
-                ok = await verified
-        except (TimeoutError, TransportError):
-            ok = False
-        if not ok:
+                problem = await verified
+        except TimeoutError:
+            problem = f"no HELLO within {HELLO_TIMEOUT_S:.0f} s " + (
+                f"({len(early)} other message(s), the last: {last_problem})"
+                if early
+                else "(is the peer's data channel the negotiated stream 0 or an in-band "
+                "channel labelled 'dht'?)"
+            )
+        except TransportError as exc:
+            problem = f"sending our HELLO failed: {exc}"
+        if problem is not None:
             self.stats.hellos_rejected += 1
+            log.info("link to %s dropped before HELLO (cid %s): %s", short_id(peer), cid, problem)
             link.close()
             return False
         self._register(peer, link, cid)
         return True
 
-    def _hello_ok(self, msg: Hello, peer: NodeId, cid: str) -> bool:
-        return (
-            node_id_from_public_key(msg.public_key) == peer
-            and msg.receiver == self.node_id
-            and msg.cid == cid
-            and verify(msg.public_key, msg.sig, hello_payload(self.node_id, cid))
-        )
+    def _hello_problem(self, msg: Hello, peer: NodeId, cid: str) -> str | None:
+        """Why the peer's HELLO is refused, or None when it verifies."""
+        if msg.version[0] != self.protocol_version[0]:
+            self.stats.hellos_bad_version += 1
+            major, minor = msg.version
+            ours = self.protocol_version[0]
+            return f"protocol version {major}.{minor} is not supported (ours is {ours}.x)"
+        if node_id_from_public_key(msg.public_key) != peer:
+            return "the HELLO key does not hash to the expected node id"
+        if msg.receiver != self.node_id:
+            return "the HELLO names another receiver"
+        if msg.cid != cid:
+            return f"the HELLO is bound to another connection id ({msg.cid!r})"
+        if not verify(msg.public_key, msg.sig, hello_payload(self.node_id, cid)):
+            return "bad HELLO signature"
+        return None
 
     # == the peer table ===========================================================================
 

@@ -314,6 +314,7 @@ class NodeStats(Notice, topic="node.stats"):
     hellos_rejected: int
     signaling_connected: bool
     topics_joined: int
+    hellos_bad_version: int = 0
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]
@@ -336,6 +337,7 @@ class NodeStats(Notice, topic="node.stats"):
             "links_opened": self.links_opened,
             "dials_failed": self.dials_failed,
             "hellos_rejected": self.hellos_rejected,
+            "hellos_bad_version": self.hellos_bad_version,
             "signaling_connected": self.signaling_connected,
             "topics_joined": self.topics_joined,
         }

@@ -15,6 +15,11 @@ from typing import ClassVar
 from node.ids import NodeId
 from node.records import ProviderRecord, Record
 
+PROTOCOL_VERSION: tuple[int, int] = (1, 0)
+"""(major, minor) of the peer protocol (docs/protocol.md), carried in HELLO. A peer whose major
+differs is refused; a higher minor only adds things an older peer may ignore."""
+MAX_VERSION_PART = 0xFFFF
+
 
 class MsgType(enum.IntEnum):
     HELLO = 0
@@ -43,6 +48,7 @@ class Hello:
     receiver: NodeId
     cid: str
     sig: bytes
+    version: tuple[int, int] = PROTOCOL_VERSION
     type = MsgType.HELLO
 
 

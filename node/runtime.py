@@ -561,6 +561,7 @@ class NodeRuntime:
             links_opened=c.links_opened,
             dials_failed=c.dials_failed,
             hellos_rejected=c.hellos_rejected,
+            hellos_bad_version=c.hellos_bad_version,
             signaling_connected=sig is not None and sig.connected,
             topics_joined=len(core.joined),
         )

@@ -7,6 +7,9 @@ Configuration, highest precedence first: flags, environment, defaults.
 | ``--host`` | ``SIGNALING_HOST`` (also the seed's ``SIGNALLING_HOST``) | ``127.0.0.1`` |
 | ``--port`` | ``SIGNALING_PORT`` (also ``SIGNALLING_PORT``) | ``3000`` |
 | ``--log-level`` | ``SIGNALING_LOG_LEVEL`` | ``INFO`` |
+| ``--web`` | ``SIGNALING_WEB`` | none (no HTTP files) |
+
+With ``--web DIR`` the same port also serves DIR's files over HTTP (the browser peer in ``web/``).
 
 Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 cannot listen, 2 bad usage/configuration.
 When ready it prints ``listening on ws://HOST:PORT`` (one line) to stderr.
@@ -20,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, NamedTuple
 
 import typer
@@ -43,10 +47,15 @@ class Settings(NamedTuple):
     host: str
     port: int
     log_level: str
+    web: Path | None = None
 
 
 def resolve(
-    host: str | None, port: int | None, log_level: str | None, env: Mapping[str, str]
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    env: Mapping[str, str],
+    web: Path | None = None,
 ) -> Settings:
     """Flags > env > defaults. A bad environment value is a usage error naming the variable."""
     if host is None:
@@ -55,11 +64,21 @@ def resolve(
         port = clikit.from_env(env, ("SIGNALING_PORT", "SIGNALLING_PORT"), clikit.port)
     if log_level is None:
         log_level = clikit.from_env(env, ("SIGNALING_LOG_LEVEL",), clikit.log_level)
+    if web is None:
+        web = clikit.from_env(env, ("SIGNALING_WEB",), _web_dir)
     return Settings(
         host or DEFAULT_HOST,
         DEFAULT_PORT if port is None else port,
         log_level or DEFAULT_LOG_LEVEL,
+        web,
     )
+
+
+def _web_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise typer.BadParameter(f"{value!r} is not a directory")
+    return path
 
 
 def make_app(
@@ -83,9 +102,17 @@ def make_app(
             str | None,
             typer.Option("--log-level", parser=clikit.log_level, help="DEBUG..CRITICAL."),
         ] = None,
+        web: Annotated[
+            Path | None,
+            typer.Option(
+                "--web",
+                parser=_web_dir,
+                help="also serve this directory's files over HTTP (the browser peer: web/).",
+            ),
+        ] = None,
     ) -> int:
         """WebSocket signaling server for webrtc-dht."""
-        return action(resolve(host, port, log_level, os.environ if env is None else env))
+        return action(resolve(host, port, log_level, os.environ if env is None else env, web))
 
     return app
 
@@ -105,8 +132,8 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
     return found[0]
 
 
-async def _run(host: str, port: int) -> int:
-    server = SignalingServer(host, port)
+async def _run(host: str, port: int, web: Path | None = None) -> int:
+    server = SignalingServer(host, port, web_root=web)
     try:
         await server.start()
     except OSError as exc:
@@ -133,7 +160,7 @@ def _serve(settings: Settings) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(_run(settings.host, settings.port))
+    return asyncio.run(_run(settings.host, settings.port, settings.web))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import logging
 import random
+from pathlib import Path
 from typing import Final
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -27,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from signaling.messages import MAX_FRAME_BYTES, ErrorCode, ErrorFrame, encode
 from signaling.router import ConnId, Outgoing, RouterStats, SignalingRouter
+from signaling.static import static_handler
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,11 @@ class SignalingServer:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         hard_max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
         register_timeout_s: float = REGISTER_TIMEOUT_S,
+        web_root: Path | None = None,
     ) -> None:
         self.host = host
+        self.web_root = web_root
+        """Serve this directory over plain HTTP beside the WebSocket (``signaling.static``)."""
         self._register_timeout_s = register_timeout_s
         self._requested_port = port
         self._hard_max = hard_max_frame_bytes
@@ -94,6 +99,7 @@ class SignalingServer:
             self._requested_port,
             max_size=self._hard_max,
             compression=None,  # no permessage-deflate: no compression bombs, no CPU surprises
+            process_request=static_handler(self.web_root) if self.web_root else None,
         )
         logger.info("signaling server listening on ws://%s:%d", self.host, self.port)
 

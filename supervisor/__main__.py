@@ -72,6 +72,14 @@ def run(
     log_level: Annotated[
         str, typer.Option("--log-level", parser=clikit.log_level, help="DEBUG..CRITICAL.")
     ] = "INFO",
+    browser_peers: Annotated[
+        int,
+        typer.Option(
+            "--browser-peers",
+            parser=clikit.int_range(0, MAX_PEERS, what="a non-negative integer"),
+            help="headless-Chromium peers, numbered after the Python ones (process backend).",
+        ),
+    ] = 0,
 ) -> int:
     """Run a cluster in the foreground."""
     logging.basicConfig(
@@ -92,6 +100,7 @@ def run(
             node_command=command_from_env(NODE_COMMAND_ENV, NODE_COMMAND),
             signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
             node_args=tuple(node_arg or ()),
+            browser_peers=browser_peers,
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:

@@ -263,7 +263,10 @@ class Cluster:
         node_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         progress: Progress = quiet,
+        browser_peers: int = 0,
     ) -> Cluster:
+        """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
+        peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed."""
         if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
         kind = resolve_backend(backend)
@@ -281,7 +284,9 @@ class Cluster:
         existing = load_state(name, root)
         if existing is not None and supervisor_alive(existing):
             raise SupervisorError(f"cluster {name!r} is already running")
-        proc = spawn_supervisor(name, peers, kind, root, ports, node_args, env)
+        proc = spawn_supervisor(
+            name, peers, kind, root, ports, node_args, env, browser_peers=browser_peers
+        )
         try:
             state = wait_for_state(name, root, proc)
             cluster = cls(name, root, state, owned=True)
@@ -291,7 +296,11 @@ class Cluster:
             raise
         try:
             wait_formed(
-                cluster.front, peers, timeout_s, progress, alive=lambda: proc.poll() is None
+                cluster.front,
+                peers + browser_peers,
+                timeout_s,
+                progress,
+                alive=lambda: proc.poll() is None,
             )
         except BaseException:
             cluster.down()

@@ -68,9 +68,11 @@ class FrontClient:
 
 def status_table(status: Mapping[str, Any]) -> str:
     """The human table of ``cluster.status``: one row per peer."""
+    nodes = status.get("nodes", [])
+    kinds = any(node.get("kind", "node") != "node" for node in nodes)
     header = ("node", "id", "control", "peers", "rt", "restarts", "health")
-    rows = [header]
-    for node in status.get("nodes", []):
+    rows = [header + (("kind",) if kinds else ())]
+    for node in nodes:
         rows.append(
             (
                 str(node.get("index")),
@@ -81,8 +83,9 @@ def status_table(status: Mapping[str, Any]) -> str:
                 str(node.get("restarts", 0)),
                 str(node.get("health", "?")),
             )
+            + ((str(node.get("kind", "node")),) if kinds else ())
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     sig = status.get("signaling") or {}
     lines.append(
@@ -106,7 +109,7 @@ def formation(status: Mapping[str, Any], peers: int) -> tuple[int, int]:
 def probe(client: FrontClient, peers: int) -> bool:
     """Store through node 1, read back through another node (the last one)."""
     key = PROBE_PREFIX + secrets.token_hex(8)
-    value = secrets.token_bytes(16)
+    value = secrets.token_hex(16).encode()  # text: browser peers carry UTF-8 values
     try:
         client.call("store", {"key": key, "value": value}, node=1)
         got = client.call("get", {"key": key}, node=max(1, peers))

@@ -95,6 +95,7 @@ def spawn_supervisor(
     ports: Ports = Ports(),
     node_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    browser_peers: int = 0,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
     directory = cluster_dir(cluster, root)
@@ -115,6 +116,8 @@ def spawn_supervisor(
     ]
     for arg in node_args:
         argv.append(f"--node-arg={arg}")
+    if browser_peers:
+        argv += ["--browser-peers", str(browser_peers)]
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p

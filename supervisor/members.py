@@ -65,6 +65,7 @@ class Member:
     health: Health = Health.STARTING
     restart: RestartState = field(default_factory=RestartState)
     node_id: str | None = None
+    kind: str = "node"  # or "browser" (supervisor.browser_peer)
     control: str | None = None
     events: str | None = None
     client: AsyncControlClient | None = None

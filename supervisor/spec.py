@@ -29,6 +29,9 @@ FORMED_RT_MAX = 8  # a node is formed when rt size >= min(FORMED_RT_MAX, N - 1)
 MAX_PEERS = 1000
 
 NODE_COMMAND: tuple[str, ...] = ("python", "-m", "peer")
+BROWSER_COMMAND: tuple[str, ...] = ("python", "-m", "supervisor.browser_peer")
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+"""The browser peer's files, served by the signaling server when a cluster has browser peers."""
 SIGNALING_COMMAND: tuple[str, ...] = ("python", "-m", "signaling")
 NODE_COMMAND_ENV = "DHT_NODE_COMMAND"
 SIGNALING_COMMAND_ENV = "DHT_SIGNALING_COMMAND"
@@ -76,6 +79,14 @@ class SupervisorConfig:
     signaling_command: tuple[str, ...] = SIGNALING_COMMAND
     node_args: tuple[str, ...] = ()  # extra flags for every node (e.g. --stats-interval 1)
     env: Mapping[str, str] = field(default_factory=dict)
+    browser_peers: int = 0  # headless-Chromium peers, numbered after the Python ones
+    browser_command: tuple[str, ...] = BROWSER_COMMAND
+
+    def __post_init__(self) -> None:
+        if self.browser_peers < 0:
+            raise ValueError("browser peers must not be negative")
+        if self.browser_peers and self.backend is Backend.DOCKER:
+            raise ValueError("browser peers run with the process backend only (no chromium image)")
 
     @property
     def cluster_dir(self) -> Path:
@@ -88,6 +99,8 @@ def signaling_url(port: int, host: str = HOST) -> str:
 
 def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
     argv = [*config.signaling_command, "--host", HOST, "--port", str(port)]
+    if config.browser_peers:
+        argv += ["--web", str(WEB_DIR)]
     log_path = str(config.cluster_dir / "logs" / "signaling.log")
     return MemberSpec(
         cluster=config.cluster,
@@ -106,41 +119,60 @@ def node_data_dir(config: SupervisorConfig, index: int) -> str:
     return str(config.cluster_dir / "nodes" / str(index))
 
 
-def node_spec(
-    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+def _peer_spec(
+    config: SupervisorConfig,
+    index: int,
+    command: Sequence[str],
+    endpoints: tuple[str, str, str],
+    data_arg: str,
+    extra: Sequence[str],
+    log_name: str,
 ) -> MemberSpec:
-    data_dir = node_data_dir(config, index)
-    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
+    signaling, control, events = endpoints
     argv = [
-        *config.node_command,
-        "--signaling",
-        signaling,
-        "--data-dir",
-        data_arg,
-        "--control",
-        control,
-        "--events",
-        events,
-        "--ice-address",
-        HOST,
-        *config.node_args,
+        *command,
+        *("--signaling", signaling, "--data-dir", data_arg),
+        *("--control", control, "--events", events),
+        *extra,
     ]
     return MemberSpec(
         cluster=config.cluster,
         role=Role.PEER,
         index=index,
         argv=argv,
-        env=node_env(config, argv),
-        data_dir=data_dir,
-        log_path=str(config.cluster_dir / "logs" / f"node-{index}.log"),
+        env=_peer_env(config, command, argv),
+        data_dir=node_data_dir(config, index),
+        log_path=str(config.cluster_dir / "logs" / log_name),
     )
 
 
-def node_env(config: SupervisorConfig, argv: Sequence[str]) -> dict[str, str]:
-    """The node's extra environment. A local ``python -m peer`` also gets its options already
+def node_spec(
+    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+) -> MemberSpec:
+    data_dir = node_data_dir(config, index)
+    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
+    extra = ("--ice-address", HOST, *config.node_args)
+    endpoints = (signaling, control, events)
+    command = config.node_command
+    return _peer_spec(config, index, command, endpoints, data_arg, extra, f"node-{index}.log")
+
+
+def browser_spec(
+    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+) -> MemberSpec:
+    """A browser peer (``supervisor.browser_peer``): a member like a node, another command."""
+    endpoints = (signaling, control, events)
+    data_dir = node_data_dir(config, index)
+    command = config.browser_command
+    return _peer_spec(config, index, command, endpoints, data_dir, (), f"browser-{index}.log")
+
+
+def _peer_env(
+    config: SupervisorConfig, command: Sequence[str], argv: Sequence[str]
+) -> dict[str, str]:
+    """The peer's extra environment. A local ``python -m peer`` also gets its options already
     resolved (``peer.serve.RESOLVED_ENV``), so it neither parses nor re-executes itself."""
     env = dict(config.env)
-    command = config.node_command
     if config.backend is Backend.PROCESS and tuple(command[-2:]) == NODE_COMMAND[-2:]:
         from peer.cli import resolve  # typer: only where nodes are really launched
         from peer.serve import RESOLVED_ENV

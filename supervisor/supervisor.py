@@ -50,6 +50,7 @@ from supervisor.restart import counted as restart_counted
 from supervisor.spec import (
     MAX_PEERS,
     SupervisorConfig,
+    browser_spec,
     node_spec,
     signaling_spec,
     signaling_url,
@@ -209,6 +210,8 @@ class Supervisor:
         await self.lifecycle.start(self.signaling)
         for index in range(1, cfg.peers + 1):
             await self._add_peer(index)
+        for index in range(cfg.peers + 1, cfg.peers + cfg.browser_peers + 1):
+            await self._add_peer(index, browser=True)
         self._status = "running"
         self.save()
         self._tasks.append(asyncio.create_task(self._monitor_loop(), name="monitor"))
@@ -223,11 +226,13 @@ class Supervisor:
             self.signaling_url,
         )
 
-    async def _add_peer(self, index: int) -> Member:
+    async def _add_peer(self, index: int, browser: bool = False) -> Member:
         control_port = pick_port(0, self._taken_ports)
         events_port = pick_port(0, self._taken_ports)
         control, events = tcp_endpoint(control_port), tcp_endpoint(events_port)
-        member = Member(node_spec(self.config, index, self.signaling_url, control, events))
+        make_spec = browser_spec if browser else node_spec
+        member = Member(make_spec(self.config, index, self.signaling_url, control, events))
+        member.kind = "browser" if browser else "node"
         member.control, member.events = control, events
         member.client = AsyncControlClient(control, NODE_COMMAND_TIMEOUT_S, context=self.ctx)
         sub = self.ctx.socket(zmq.SUB)
@@ -394,8 +399,10 @@ class Supervisor:
             self._publish(topic, payload)
             if topic == "node.stats":
                 self.metrics.observe_stats(member.index, payload)
-            if member.node_id is None and isinstance(payload.get("node"), str):
-                member.node_id = payload["node"]
+            node = payload.get("node")
+            if isinstance(node, str) and member.node_id != node:
+                member.node_id = node
+                self.save()  # cluster.json must not keep "id": null for a running peer
 
     # -- front endpoint ------------------------------------------------------------------------
 
@@ -433,6 +440,7 @@ class Supervisor:
     async def _node_status(self, member: Member) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "index": member.index,
+            "kind": member.kind,
             "id": member.node_id,
             "control": member.control,
             "events": member.events,

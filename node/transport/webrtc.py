@@ -12,6 +12,17 @@ Theory of operation
 * ``iceServers=[]`` unless STUN/TURN URLs are configured: aiortc would otherwise add a public
   Google STUN server.
 
+Meeting browsers halfway (answerer side)
+----------------------------------------
+A browser's default ``createDataChannel("dht")`` is an in-band (DCEP) channel on another stream
+(normally 1), not the negotiated stream 0. The answerer opens its negotiated channel when SCTP
+comes up, as before, but until the first message arrives on it, it keeps a copy of what it wrote
+(the HELLO; at most ``REPLAY_MAX_MESSAGES``). If instead the peer opens an in-band channel
+labelled ``dht``, that channel replaces the negotiated one and the copies are sent again on it
+(a browser drops what arrived on a stream it has no channel for). Remote SDP goes through
+``node.transport.sdp`` first, which drops mDNS ``.local`` candidates (browsers' default) so
+aioice does not block ~1 s resolving them.
+
 ICE address adaptation (the one place it lives)
 -----------------------------------------------
 aioice 0.13 chooses host-candidate addresses in ``aioice.ice.get_host_addresses`` and skips
@@ -71,6 +82,7 @@ from node.transport.base import (
     MessageTooLarge,
     TransportError,
 )
+from node.transport.sdp import strip_mdns_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +95,8 @@ CHANNEL_LABEL = "dht"
 CHANNEL_ID = 0
 #: Longest offer/answer string accepted (a complete SDP with a few candidates is ~1 KiB).
 MAX_SDP_BYTES = 16 * 1024
+#: Messages an answerer keeps for a resend on an in-band channel (the HELLO is the first one).
+REPLAY_MAX_MESSAGES = 4
 #: Messages held for a link whose handlers are not set yet; beyond this the link is closed.
 
 _ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
@@ -203,12 +217,16 @@ class WebRTCLink(LinkBase):
         self._owner = owner
         self._pc = pc
         self._channel: RTCDataChannel | None = None
+        # Answerer, until the peer's first message: what we wrote (see "Meeting browsers halfway").
+        self._replay: list[bytes] | None = None
         pc.on("connectionstatechange", self._on_connection_state)
 
     # --- setup ------------------------------------------------------------------------------
 
-    def attach_channel(self, channel: RTCDataChannel) -> None:
+    def attach_channel(self, channel: RTCDataChannel, answerer: bool = False) -> None:
         self._channel = channel
+        if answerer:
+            self._replay = []
         channel.bufferedAmountLowThreshold = BUFFERED_AMOUNT_LOW_BYTES
         channel.on("open", self._on_channel_open)
         channel.on("message", self._on_channel_message)
@@ -220,6 +238,26 @@ class WebRTCLink(LinkBase):
     async def wait_open(self, timeout_s: float) -> WebRTCLink:
         await self._wait_open(timeout_s)
         return self
+
+    def on_inband_channel(self, channel: RTCDataChannel) -> None:
+        """A DCEP-opened channel from the peer: adopt it if it is the first ``dht`` channel."""
+        replay = self._replay
+        if channel.label != CHANNEL_LABEL or replay is None or self._closed:
+            logger.info(
+                "ignoring an in-band data channel %r (stream %s)", channel.label, channel.id
+            )
+            return
+        self._replay = None
+        old = self._channel
+        if old is not None:
+            old.remove_all_listeners()
+        logger.debug("peer opened an in-band 'dht' channel (stream %s)", channel.id)
+        self.attach_channel(channel)
+        try:
+            for data in replay:
+                channel.send(data)
+        except ValueError as exc:  # above the peer's max-message-size
+            logger.warning("cannot resend on the in-band channel: %s", exc)
 
     # --- Link -------------------------------------------------------------------------------
 
@@ -233,6 +271,11 @@ class WebRTCLink(LinkBase):
             channel.send(data)
         except ValueError as exc:  # above the max-message-size the peer advertised
             raise MessageTooLarge(str(exc)) from exc
+        replay = self._replay
+        if replay is not None:
+            replay.append(data)
+            if len(replay) > REPLAY_MAX_MESSAGES:
+                self._replay = None  # not a HELLO-first peer; stay on the negotiated channel
 
     def _on_buffered_amount_low(self) -> None:
         """The channel drained to the low-water mark: move queued messages to it."""
@@ -259,6 +302,7 @@ class WebRTCLink(LinkBase):
         if isinstance(data, str):
             logger.debug("dropping a text message (%d chars): the protocol is binary", len(data))
             return
+        self._replay = None  # the peer uses this channel: never switch any more
         self._receive(data)
 
     def _on_channel_close(self) -> None:
@@ -320,6 +364,9 @@ def _checked_description(sdp: str, kind: str) -> RTCSessionDescription:
         raise DialFailed(f"{kind} of {len(sdp)} chars exceeds MAX_SDP_BYTES={MAX_SDP_BYTES}")
     if not sdp.startswith("v=0"):
         raise DialFailed(f"{kind} is not an SDP document")
+    sdp, dropped = strip_mdns_candidates(sdp)
+    if dropped:
+        logger.debug("%s: dropped %d mDNS candidate(s); relying on peer-reflexive", kind, dropped)
     return RTCSessionDescription(sdp=sdp, type=kind)
 
 
@@ -388,6 +435,7 @@ class WebRTCTransport:
         pc = self._new_pc()
         link = WebRTCLink(self, pc)
         self._links.add(link)
+        pc.on("datachannel", link.on_inband_channel)
         try:
             try:
                 await pc.setRemoteDescription(description)
@@ -398,7 +446,7 @@ class WebRTCTransport:
             channel = pc.createDataChannel(
                 CHANNEL_LABEL, ordered=True, negotiated=True, id=CHANNEL_ID
             )
-            link.attach_channel(channel)
+            link.attach_channel(channel, answerer=True)
             answer_sdp = await self._set_local(pc, await pc.createAnswer())
         except BaseException:
             link.close()

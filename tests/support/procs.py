@@ -104,6 +104,7 @@ class SignalingProc:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -111,8 +112,9 @@ class SignalingProc:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "signaling", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*argv, *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -177,8 +179,10 @@ class ProcCluster:
 
 
 @contextmanager
-def proc_cluster(root: Path, n: int, *node_args: str) -> Iterator[ProcCluster]:
-    sig = SignalingProc(free_port(), root / "signaling.log")
+def proc_cluster(
+    root: Path, n: int, *node_args: str, signaling_args: tuple[str, ...] = ()
+) -> Iterator[ProcCluster]:
+    sig = SignalingProc(free_port(), root / "signaling.log", args=signaling_args)
     sig.start()
     cluster = ProcCluster(root, sig)
     try:

@@ -28,7 +28,14 @@ providers = st.builds(
 )
 
 messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(wire.Hello, b32, node_ids, st.text(max_size=codec.MAX_CID_CHARS), b64),
+    st.builds(
+        wire.Hello,
+        b32,
+        node_ids,
+        st.text(max_size=codec.MAX_CID_CHARS),
+        b64,
+        st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)),
+    ),
     st.builds(wire.Ping, u64),
     st.builds(wire.Pong, u64),
     st.builds(wire.FindNode, u64, node_ids),
@@ -170,3 +177,17 @@ def test_oversize_message_is_an_encode_error() -> None:
     big = wire.Signal(1, NodeId(bytes(32)), NodeId(bytes(32)), 1, b"x" * (MAX_MESSAGE_BYTES + 10))
     with pytest.raises(EncodeError):
         encode(big)
+
+
+def test_hello_carries_the_version_and_ignores_fields_of_later_minor_versions() -> None:
+    pk, receiver, sig = b"k" * 32, NodeId(b"r" * 32), b"s" * 64
+    plain = msgpack.packb([0, pk, receiver, "c1", sig, [1, 0]], use_bin_type=True)
+    assert decode(plain) == wire.Hello(pk, receiver, "c1", sig, (1, 0))
+    assert encode(wire.Hello(pk, receiver, "c1", sig)) == plain
+    longer = msgpack.packb([0, pk, receiver, "c1", sig, [1, 3], "later", 7], use_bin_type=True)
+    assert decode(longer) == wire.Hello(pk, receiver, "c1", sig, (1, 3))
+    for bad in ([0, pk, receiver, "c1", sig], [0, pk, receiver, "c1", sig, [1]],
+                [0, pk, receiver, "c1", sig, [1, -1]], [0, pk, receiver, "c1", sig, "1.0"],
+                [0, pk, receiver, "c1", sig, [1, 0], *range(12)]):  # fmt: skip
+        with pytest.raises(DecodeError):
+            decode(msgpack.packb(bad, use_bin_type=True))

@@ -277,3 +277,33 @@ async def test_close_all_resolves_pending_dials(directory: Directory) -> None:
     await asyncio.sleep(0.05)
     await a.manager.close_all()
     assert await asyncio.wait_for(dial, 2) is False
+
+
+async def test_a_hello_of_another_major_version_is_refused_with_a_reason(
+    directory: Directory, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = MemoryHub()
+    a, b = member(directory, hub), member(directory, hub)
+    b.manager.protocol_version = (2, 0)
+    try:
+        with caplog.at_level("INFO", logger="node.connections"):
+            assert not await a.manager.dial(b.id)
+            await asyncio.sleep(0.05)
+        assert a.manager.stats.hellos_bad_version == b.manager.stats.hellos_bad_version == 1
+        assert a.manager.stats.hellos_rejected == b.manager.stats.hellos_rejected == 1
+        assert a.manager.peers() == b.manager.peers() == ()
+        assert "protocol version 2.0 is not supported (ours is 1.x)" in caplog.text
+        assert "protocol version 1.0 is not supported (ours is 2.x)" in caplog.text
+    finally:
+        await close(a, b)
+
+
+async def test_a_later_minor_version_is_accepted(directory: Directory) -> None:
+    hub = MemoryHub()
+    a, b = member(directory, hub), member(directory, hub)
+    b.manager.protocol_version = (1, 7)
+    try:
+        assert await a.manager.dial(b.id)
+        assert a.manager.stats.hellos_bad_version == 0
+    finally:
+        await close(a, b)

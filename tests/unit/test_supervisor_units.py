@@ -16,11 +16,16 @@ from supervisor.cluster import formation, status_table
 from supervisor.errors import StateError
 from supervisor.ports import pick_port, port_is_free
 from supervisor.spec import (
+    BROWSER_COMMAND,
     NODE_COMMAND,
+    WEB_DIR,
     Backend,
     SupervisorConfig,
+    argv_value,
+    browser_spec,
     formed_threshold,
     node_spec,
+    signaling_spec,
 )
 from supervisor.state import ClusterState, NodeRecord, load_state, save_state, state_path
 
@@ -148,3 +153,35 @@ def test_node_spec_command_line(tmp_path: Path) -> None:
         "dht-c-2",
         "/data",
     )
+
+
+def test_browser_members_run_the_bridge_and_the_signaling_server_serves_web(
+    tmp_path: Path,
+) -> None:
+    cfg = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path, browser_peers=2)
+    spec = browser_spec(cfg, 4, "ws://127.0.0.1:3000", "tcp://127.0.0.1:7", "tcp://127.0.0.1:8")
+    assert tuple(spec.argv[: len(BROWSER_COMMAND)]) == BROWSER_COMMAND
+    flags = {f: argv_value(spec.argv, f) for f in ("--signaling", "--data-dir", "--events")}
+    assert flags == {
+        "--signaling": "ws://127.0.0.1:3000",
+        "--data-dir": str(tmp_path / "c" / "nodes" / "4"),
+        "--events": "tcp://127.0.0.1:8",
+    }
+    assert "--ice-address" not in spec.argv
+    assert spec.log_path == str(tmp_path / "c" / "logs" / "browser-4.log")
+    assert list(signaling_spec(cfg, 3000).argv)[-2:] == ["--web", str(WEB_DIR)]
+    assert (WEB_DIR / "peer.html").is_file()
+    plain = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path)
+    assert "--web" not in signaling_spec(plain, 3000).argv
+    with pytest.raises(ValueError, match="process backend"):
+        SupervisorConfig("c", 3, Backend.DOCKER, tmp_path, browser_peers=1)
+
+
+def test_status_table_shows_the_kind_only_in_mixed_clusters() -> None:
+    node = {"index": 1, "id": "ab" * 32, "health": "up", "peers": 1, "rt": 1}
+    plain = status_table({"nodes": [node]})
+    assert "kind" not in plain
+    mixed = status_table({"nodes": [node, {**node, "index": 2, "kind": "browser"}]})
+    header, _, browser_row = mixed.splitlines()[:3]
+    assert header.split()[-1] == "kind"
+    assert browser_row.split()[-1] == "browser"
