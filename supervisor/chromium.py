@@ -269,7 +269,12 @@ class Chromium:
         self.proc = await asyncio.to_thread(_spawn, argv, self.profile / "chromium.log")
         try:
             url = await self._devtools_url()
-            self._ws = await connect(url, max_size=MAX_CDP_MESSAGE_BYTES, ping_interval=None)
+            self._ws = await connect(
+                url,
+                max_size=MAX_CDP_MESSAGE_BYTES,
+                ping_interval=None,
+                open_timeout=LAUNCH_TIMEOUT_S,
+            )
         except BaseException:
             await self.close()
             raise

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from supervisor.chromium import Chromium, Page
+from supervisor.chromium import BrowserError, Chromium, EvaluationError, Page
 from tests.support.procs import ProcCluster, proc_cluster, wait_for
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
@@ -49,6 +50,11 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluste
 async def browser() -> AsyncIterator[Chromium]:
     async with Chromium() as b:
         yield b
+        # Leave cleanly so the module's nodes do not keep dialling this test's peers (a test
+        # that wants an abrupt departure closes its page itself).
+        for page in b.pages:
+            with contextlib.suppress(BrowserError, EvaluationError, TimeoutError):
+                await page.evaluate("window.dhtPeer && window.dhtPeer.stop()", timeout_s=5.0)
 
 
 __all__ = ["call", "open_peer", "page_url", "wait_for"]

@@ -36,3 +36,7 @@ async def test_node_dials_browser_over_the_relay(browser: Chromium, tmp_path: Pa
         # And the new link carries DHT traffic: the node reads a value the browser stored.
         assert (await page.evaluate("window.dhtPeer.store('relayed', 'yes')"))["ok"] is True
         assert (await call(cluster, 0, "get", key="relayed"))["value"] == b"yes"
+
+        # The signaling server comes back: the browser registers again by itself.
+        cluster.signaling.start()
+        await page.wait_for("window.dhtPeer.stats().signaling_connected", 15.0)

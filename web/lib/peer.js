@@ -101,7 +101,7 @@ export class DhtPeer {
         this.log(`signaling error ${frame.code}: ${frame.message}`);
         if (frame.code === "unknown_target" && typeof frame.cid === "string") this.conns.onUndeliverable(frame.cid);
       },
-      onClose: () => this.emit("signaling.disconnected"),
+      onClose: () => { this.emit("signaling.disconnected"); this.reconnectSignaling(); },
     });
     this.conns = new Connections(this.identity, this.signaling, {
       linkUp: (link, replaced) => this.linkUp(link, replaced),
@@ -119,6 +119,18 @@ export class DhtPeer {
     return { id: this.id };
   }
 
+  /** Reconnect to the signaling server with exponential backoff (1 s .. 10 s) until stopped. */
+  reconnectSignaling(delayMs = 1000) {
+    if (this.stopped) return;
+    setTimeout(() => {
+      if (this.stopped) return;
+      this.signaling.connect().then(
+        () => this.emit("signaling.connected"),
+        () => this.reconnectSignaling(Math.min(delayMs * 2, 10_000)),
+      );
+    }, delayMs);
+  }
+
   async bootstrap() {
     const ids = await this.signaling.peers(this.options.k);
     const first = ids.slice(0, this.options.bootstrapPeers).map((h) => this.conns.dial(unhex(h)));
@@ -128,6 +140,7 @@ export class DhtPeer {
   }
 
   stop() {
+    this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.conns?.closeAll();
@@ -166,6 +179,15 @@ export class DhtPeer {
       });
     }
     this.expire();
+    // With no link left, the signaling server is the only way back in.
+    const nowMs = Date.now();
+    if (!this.conns.links.size && this.signaling.connected && !this.rejoining
+        && nowMs - (this.lastRejoin || 0) > 5000) {
+      this.rejoining = true;
+      this.lastRejoin = nowMs;
+      this.bootstrap().catch((e) => this.log(`rejoin failed: ${e.message}`))
+        .finally(() => { this.rejoining = false; });
+    }
   }
 
   expire() {
