@@ -24,6 +24,7 @@ class FakeCore:
     needed_peers: set[NodeId] = field(default_factory=set)
     up: list[NodeId] = field(default_factory=list)
     down: list[NodeId] = field(default_factory=list)
+    lost: list[NodeId] = field(default_factory=list)
     unreachable_peers: list[NodeId] = field(default_factory=list)
     received_data: list[tuple[NodeId, bytes]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
@@ -34,6 +35,9 @@ class FakeCore:
 
     def link_down(self, peer: NodeId) -> None:
         self.down.append(peer)
+
+    def link_lost(self, peer: NodeId) -> None:
+        self.lost.append(peer)
 
     def unreachable(self, peer: NodeId) -> None:
         self.unreachable_peers.append(peer)
