@@ -19,8 +19,8 @@ What changes (only for the associations :func:`adapt` is applied to; RFC 4960 / 
 * **SACK bundled with DATA**: when a DATA chunk (or a HEARTBEAT) is about to be sent and a SACK is
   owed, the SACK goes first in the same packet instead of in a packet of its own.
 * **Delayed acknowledgement** (§6.2): a SACK is sent at once for every second packet carrying
-  DATA, for a packet that shows a gap or a duplicate (§6.7, so fast retransmit still works), for
-  a FORWARD TSN, and outside the ESTABLISHED state; otherwise within ``DELAYED_SACK_S`` (40 ms,
+  DATA, for a packet that shows or fills a gap or brings a duplicate (§6.7: fast retransmit and
+  recovery are not slowed down), for a FORWARD TSN, and outside the ESTABLISHED state; otherwise within ``DELAYED_SACK_S`` (40 ms,
   the RFC allows 200 ms) unless it rode out earlier on outgoing DATA. In a request/response
   exchange the answer carries the SACK of the request: two datagrams per round trip, not four.
 * **Liveness** (:meth:`EconomySctpTransport.start_liveness`): every packet received from the
@@ -204,6 +204,7 @@ class EconomySctpTransport(RTCSctpTransport):
         if verification_tag != expected_tag:
             return
         self._econ_heard_at = self._econ_loop.time()
+        had_gap = bool(self._sack_misordered)
         carries_data = False
         for chunk in chunks:
             carries_data = carries_data or isinstance(chunk, DataChunk)
@@ -214,6 +215,7 @@ class EconomySctpTransport(RTCSctpTransport):
             if (
                 not carries_data
                 or self._econ_data_packets >= SACK_EVERY_PACKETS
+                or had_gap
                 or self._sack_misordered
                 or self._sack_duplicates
                 or self._association_state != self.State.ESTABLISHED

@@ -7,7 +7,7 @@ Tests and benchmarks count packets rather than infer them from timing::
     tap.sent, tap.by_kind[DatagramKind.DTLS], tap.dropped
     tap.remove()
 
-``loss`` (0..1) drops that share of outgoing datagrams before they reach the socket, with the
+``loss`` (0..1; 1 = the end goes dark) drops that share of outgoing datagrams before they reach the socket, with the
 given ``random.Random`` so a test is reproducible: the peer sees a lossy UDP path. Install a
 tap on both ends for loss in both directions. Dropped datagrams are counted in ``dropped`` and
 not in ``sent``.
@@ -63,8 +63,8 @@ class Wiretap:
     """Counts the datagrams a link sends; drops a share of them when ``loss`` > 0."""
 
     def __init__(self, loss: float = 0.0, rng: random.Random | None = None) -> None:
-        if not 0.0 <= loss < 1.0:
-            raise ValueError(f"loss must be in [0, 1), not {loss}")
+        if not 0.0 <= loss <= 1.0:
+            raise ValueError(f"loss must be in [0, 1], not {loss}")
         self.loss = loss
         self.rng = rng if rng is not None else random.Random(0)
         self.sent = 0
