@@ -20,9 +20,10 @@ What changes (only for the associations :func:`adapt` is applied to; RFC 4960 / 
   owed, the SACK goes first in the same packet instead of in a packet of its own.
 * **Delayed acknowledgement** (§6.2): a SACK is sent at once for every second packet carrying
   DATA, for a packet that shows or fills a gap or brings a duplicate (§6.7: fast retransmit and
-  recovery are not slowed down), for a FORWARD TSN, and outside the ESTABLISHED state; otherwise within ``DELAYED_SACK_S`` (40 ms,
-  the RFC allows 200 ms) unless it rode out earlier on outgoing DATA. In a request/response
-  exchange the answer carries the SACK of the request: two datagrams per round trip, not four.
+  recovery are not slowed down), for a FORWARD TSN, and outside the ESTABLISHED state;
+  otherwise within ``DELAYED_SACK_S`` (40 ms, the RFC allows 200 ms) unless it rode out earlier
+  on outgoing DATA. In a request/response exchange the answer carries the SACK of the request:
+  two datagrams per round trip, not four.
 * **Liveness** (:meth:`EconomySctpTransport.start_liveness`): every packet received from the
   peer counts as a sign of life. After ``probe_after_s`` of silence the association sends one
   HEARTBEAT (which the peer answers with a HEARTBEAT ACK), at most one per ``probe_after_s``;

@@ -7,8 +7,9 @@ Tests and benchmarks count packets rather than infer them from timing::
     tap.sent, tap.by_kind[DatagramKind.DTLS], tap.dropped
     tap.remove()
 
-``loss`` (0..1; 1 = the end goes dark) drops that share of outgoing datagrams before they reach the socket, with the
-given ``random.Random`` so a test is reproducible: the peer sees a lossy UDP path. Install a
+``loss`` (0..1; 1 = this end goes dark) drops that share of outgoing datagrams before they reach
+the socket, with the given ``random.Random`` so a test is reproducible: the peer sees a lossy UDP
+path. Install a
 tap on both ends for loss in both directions. Dropped datagrams are counted in ``dropped`` and
 not in ``sent``.
 

@@ -34,8 +34,8 @@ from node.identity import Identity
 from node.ids import NodeId, key_id
 from node.messages import FindValue, Message, Nodes, Ping, Pong, Signal, Store, StoreAck, Value
 from node.protocol import DhtProtocol
-from node.routing import RemovalReason
 from node.records import Record, sign_record
+from node.routing import RemovalReason
 
 WALL_S = 1_700_000_000.0
 
