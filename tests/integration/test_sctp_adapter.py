@@ -50,6 +50,10 @@ class Inbox:
         return self.messages
 
 
+def inboxes(link_a: WebRTCLink, link_b: WebRTCLink) -> tuple[Inbox, Inbox]:
+    return Inbox(link_a), Inbox(link_b)
+
+
 async def connect(a: WebRTCTransport, b: WebRTCTransport) -> tuple[WebRTCLink, WebRTCLink]:
     offer = await a.create_offer()
     answer = await b.accept_offer(offer.sdp)
@@ -107,8 +111,7 @@ async def test_a_burst_of_100_messages_shares_packets(
     pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:
     link_a, link_b = pair
-    inbox_b = Inbox(link_b)
-    Inbox(link_a)
+    _, inbox_b = inboxes(link_a, link_b)
     taps = Wiretap.install(link_a), Wiretap.install(link_b)
     burst = [numbered(i, 100) for i in range(100)]
     for message in burst:
@@ -127,7 +130,7 @@ async def test_messages_arrive_exactly_once_in_order_despite_datagram_loss(
     pair: tuple[WebRTCLink, WebRTCLink], loss: float
 ) -> None:
     link_a, link_b = pair
-    inbox_a, inbox_b = Inbox(link_a), Inbox(link_b)
+    inbox_a, inbox_b = inboxes(link_a, link_b)
     taps = (
         Wiretap.install(link_a, loss, random.Random(1)),
         Wiretap.install(link_b, loss, random.Random(2)),
@@ -178,7 +181,7 @@ async def test_an_idle_link_sends_one_probe_per_interval_each_way_and_stays_open
     fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:
     offerer, answerer = fast_liveness_pair
-    Inbox(offerer), Inbox(answerer)
+    inboxes(offerer, answerer)
     taps = Wiretap.install(offerer), Wiretap.install(answerer)
     idle_s = 6.5  # > dead_after_s (probes keep it open) and > aioice's consent interval (4-6 s)
     await asyncio.sleep(idle_s)
@@ -194,8 +197,7 @@ async def test_a_busy_link_sends_no_probe(
     fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:
     offerer, answerer = fast_liveness_pair
-    inbox = Inbox(answerer)
-    Inbox(offerer)
+    _, inbox = inboxes(offerer, answerer)
     sctp = offerer._sctp
     assert sctp is not None
     before = sctp.probes_sent
@@ -210,8 +212,7 @@ async def test_a_silent_peer_is_declared_lost_after_the_deadline(
     fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:
     offerer, answerer = fast_liveness_pair
-    inbox = Inbox(offerer)
-    Inbox(answerer)
+    inbox, _ = inboxes(offerer, answerer)
     Wiretap.install(answerer, loss=1.0)  # the answerer goes dark, as after a SIGKILL
     went_dark = time.monotonic()
     await asyncio.wait_for(inbox.closed.wait(), TIMING.dead_after_s + 3.0)
