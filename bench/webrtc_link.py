@@ -1,10 +1,13 @@
 """Benchmark the WebRTC transport on 127.0.0.1 and print one JSON document.
 
-    .venv/bin/python bench/webrtc_link.py [--connections 20] [--pings 1000] [--mbytes 20]
+    .venv/bin/python bench/webrtc_link.py [--connections 20] [--pings 1000] [--mbytes 20] [--plain]
 
 * setup_ms: offer creation -> both sides open, p50/p90 over ``--connections`` dials (in-process).
 * rtt_ms: ``--pings`` ping-pongs of 64 bytes, p50/p99, in-process and between two processes.
 * throughput_mb_s: 1 KiB messages one way, in-process, with a window of in-flight messages.
+* datagrams_per_round_trip: UDP datagrams both sides sent during the in-process ping-pongs,
+  counted at the socket (``node.transport.wiretap``).
+* ``--plain``: aiortc as shipped (no ``node.transport.sctp_adapter``), for before/after.
 
 Everything is event-driven: each step awaits a future that a handler resolves.
 """
@@ -24,8 +27,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from node.transport.webrtc import WebRTCLink, WebRTCTransport  # noqa: E402
+from node.transport.wiretap import Wiretap  # noqa: E402
 
 OPEN_TIMEOUT_S = 10.0
+#: False with ``--plain``: every transport here (and the echo child) runs aiortc unadapted.
+ECONOMY = True
 PING_BYTES = 64
 THROUGHPUT_MESSAGE_BYTES = 1024
 THROUGHPUT_WINDOW_MESSAGES = 1024
@@ -36,7 +42,7 @@ from node.transport.webrtc import WebRTCTransport
 
 async def main() -> None:
     loop = asyncio.get_running_loop()
-    transport = WebRTCTransport(["127.0.0.1"])
+    transport = WebRTCTransport(["127.0.0.1"], sctp_economy=sys.argv[1] == "1")
     offer = json.loads(await loop.run_in_executor(None, sys.stdin.readline))["sdp"]
     answer = await transport.accept_offer(offer)
     print(json.dumps({"sdp": answer.sdp}), flush=True)
@@ -48,6 +54,10 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+def new_transport() -> WebRTCTransport:
+    return WebRTCTransport(sctp_economy=ECONOMY)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -90,7 +100,7 @@ async def ping_pong(link: WebRTCLink, count: int) -> list[float]:
 
 
 async def bench_setup(connections: int) -> dict[str, float]:
-    async with WebRTCTransport() as a, WebRTCTransport() as b:
+    async with new_transport() as a, new_transport() as b:
         times = []
         for _ in range(connections):
             link_a, link_b, ms = await dial(a, b)
@@ -101,11 +111,18 @@ async def bench_setup(connections: int) -> dict[str, float]:
 
 
 async def bench_rtt_in_process(pings: int) -> dict[str, float]:
-    async with WebRTCTransport() as a, WebRTCTransport() as b:
+    async with new_transport() as a, new_transport() as b:
         link_a, link_b, _ = await dial(a, b)
         link_b.set_handlers(link_b.send, lambda: None)
+        taps = Wiretap.install(link_a), Wiretap.install(link_b)
         rtts = await ping_pong(link_a, pings)
-        return {"p50": percentile(rtts, 50), "p99": percentile(rtts, 99), "n": pings}
+        await asyncio.sleep(0.1)  # the last delayed SACK
+        return {
+            "p50": percentile(rtts, 50),
+            "p99": percentile(rtts, 99),
+            "n": pings,
+            "datagrams_per_round_trip": round(sum(t.sent for t in taps) / pings, 3),
+        }
 
 
 async def bench_rtt_cross_process(pings: int) -> dict[str, Any]:
@@ -113,13 +130,14 @@ async def bench_rtt_cross_process(pings: int) -> dict[str, Any]:
         sys.executable,
         "-c",
         ECHO_CHILD,
+        "1" if ECONOMY else "0",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO_ROOT,
         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
     )
     try:
-        async with WebRTCTransport() as transport:
+        async with new_transport() as transport:
             assert child.stdin is not None
             assert child.stdout is not None
             start = time.perf_counter()
@@ -148,7 +166,7 @@ async def bench_rtt_cross_process(pings: int) -> dict[str, Any]:
 async def bench_throughput(total_mbytes: float) -> dict[str, float]:
     total = int(total_mbytes * 1024 * 1024 / THROUGHPUT_MESSAGE_BYTES)
     loop = asyncio.get_running_loop()
-    async with WebRTCTransport() as a, WebRTCTransport() as b:
+    async with new_transport() as a, new_transport() as b:
         link_a, link_b, _ = await dial(a, b)
         received = 0
         target = 0
@@ -191,8 +209,12 @@ async def main() -> None:
     parser.add_argument("--pings", type=int, default=1000)
     parser.add_argument("--mbytes", type=float, default=20.0)
     parser.add_argument("--no-cross-process", action="store_true")
+    parser.add_argument("--plain", action="store_true", help="aiortc without the SCTP adapter")
     args = parser.parse_args()
+    global ECONOMY
+    ECONOMY = not args.plain
     result: dict[str, Any] = {
+        "sctp": "plain" if args.plain else "adapted",
         "setup_ms": await bench_setup(args.connections),
         "rtt_ms_in_process": await bench_rtt_in_process(args.pings),
     }

@@ -33,6 +33,9 @@ class Config:
     ping_idle_s: float = 4.0
     ping_timeout_s: float = 3.0
     liveness_tick_s: float = 1.0
+    # True when the transport probes idle links itself and reports a dead peer (``peer_lost``):
+    # the core then sends no liveness PINGs (set by the runtime from ``provides_liveness``).
+    transport_liveness: bool = False
     max_request_failures: int = 2
     # A full bucket pings its oldest contact before letting a newcomer in, unless that contact
     # was heard from within this many seconds.

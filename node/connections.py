@@ -45,7 +45,14 @@ from node.ids import NodeId, node_id_from_public_key, short_id
 from node.messages import PROTOCOL_VERSION, Hello
 from node.signaling_port import SignalingPort
 from node.tasks import TaskSet
-from node.transport.base import Link, LinkBusy, LinkClosed, Transport, TransportError
+from node.transport.base import (
+    CloseReason,
+    Link,
+    LinkBusy,
+    LinkClosed,
+    Transport,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,10 @@ class CoreHooks(Protocol):
 
     def link_down(self, peer: NodeId) -> None:
         """The link to ``peer`` is gone (the manager no longer lists it)."""
+        ...
+
+    def link_lost(self, peer: NodeId) -> None:
+        """Like ``link_down``, but the transport heard nothing from ``peer``: it is gone."""
         ...
 
     def unreachable(self, peer: NodeId) -> None:
@@ -436,6 +447,8 @@ class ConnectionManager:
         def on_close() -> None:
             if not verified.done():
                 verified.set_result("the channel closed before the peer's HELLO")
+            elif link.close_reason is CloseReason.LIVENESS_LOST:
+                self._link_closed(peer, link, CloseReason.LIVENESS_LOST.value, lost=True)
             else:
                 self._link_closed(peer, link, "closed")
 
@@ -515,7 +528,7 @@ class ConnectionManager:
         self._link_closed(peer, p.link, reason)
         return True
 
-    def _link_closed(self, peer: NodeId, link: Link, reason: str) -> None:
+    def _link_closed(self, peer: NodeId, link: Link, reason: str, lost: bool = False) -> None:
         p = self._peers.get(peer)
         link.close()
         if p is None or p.link is not link:
@@ -523,7 +536,11 @@ class ConnectionManager:
         del self._peers[peer]
         self.stats.links_closed += 1
         self.hooks.notify(PeerDisconnected(peer, reason))
-        if not self._closed:
+        if self._closed:
+            return
+        if lost:
+            self.hooks.link_lost(peer)
+        else:
             self.hooks.link_down(peer)
 
     def _enforce_cap(self) -> None:

@@ -3,7 +3,7 @@
 Theory of operation (the aioquic pattern):
 
 - Inputs: ``receive(peer, data, now)`` for every message from an authenticated peer,
-  ``peer_connected`` / ``peer_disconnected`` / ``add_contact`` for link changes,
+  ``peer_connected`` / ``peer_disconnected`` / ``peer_lost`` / ``add_contact`` for link changes,
   ``delivery_failed(peer, now)`` when the runtime could not reach a peer, ``handle_timer(now)`` when
   the deadline from ``get_timer()`` passes, and the commands (``get``, ``store``, ``find_node``,
   ``ping``, ``announce``, ``get_peers``, ``join_topic`` ...) which return an operation id.
@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class DhtProtocol:
         self._requests = RequestTable(rng, self._timers)
         self._ops = OpTable()
         self._pinging: set[NodeId] = set()
-        self._next_liveness = now + config.liveness_tick_s
+        # With transport liveness the link itself reports a dead peer (``peer_lost``).
+        tick = math.inf if config.transport_liveness else config.liveness_tick_s
+        self._next_liveness = now + tick
         self.relay = SignalRelay(self.id, config.signal_hop_limit, rng)
         self.maintenance = Maintenance(self.id, config, rng, self.table, self.records, self, now)
         self.topics = Topics(identity, config, self)
@@ -171,6 +174,12 @@ class DhtProtocol:
         self._requests.rtt.pop(peer, None)
         # Requests to a peer whose link is gone cannot be answered: fail them now.
         self.delivery_failed(peer, now)
+
+    def peer_lost(self, peer: NodeId, now: float) -> None:
+        """The transport heard nothing from ``peer`` for its liveness deadline: it is gone."""
+        if self.table.remove(peer):
+            self._events.append(ContactRemoved(peer, RemovalReason.LIVENESS_LOST))
+        self.peer_disconnected(peer, now)
 
     def add_contact(self, peer: NodeId, now: float) -> None:
         """A contact verified by other means (simulations, tests)."""

@@ -29,6 +29,7 @@ class RemovalReason(enum.StrEnum):
 
     UNRESPONSIVE = "unresponsive"  # too many requests failed in a row
     PING_TIMEOUT = "ping timeout"  # a liveness or full-bucket ping went unanswered
+    LIVENESS_LOST = "liveness lost"  # the transport heard nothing from the peer for too long
 
 
 @dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table

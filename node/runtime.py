@@ -14,8 +14,10 @@ Theory of operation:
   the snapshots below, and raise ``node.errors`` types — ``BadArgument`` (``TooLarge``) for an
   argument the node refuses, ``OperationError(Failure.X, ...)`` for an operation that could not
   complete. Mapping them to a wire protocol is the caller's business.
-- Liveness is the protocol's (PING idle peers, ``PeerUnresponsive`` → the link is closed), which
-  notices a SIGKILLed peer in seconds instead of aiortc's ~30 s.
+- Liveness: over WebRTC it is the transport's (``provides_liveness``: an SCTP HEARTBEAT on silent
+  links; a dead peer's link ends with ``LIVENESS_LOST`` → ``core.peer_lost`` evicts it); over
+  the memory transport it is the protocol's (PING idle peers, ``PeerUnresponsive`` → the link is
+  closed). Either notices a SIGKILLed peer in seconds instead of aiortc's ~30 s.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from node import codec, events
@@ -140,9 +142,18 @@ class _Hooks:
         return None if self._rt.stopped else self._rt.proto
 
     def link_down(self, peer: NodeId) -> None:
+        self._gone(peer, lost=False)
+
+    def link_lost(self, peer: NodeId) -> None:
+        self._gone(peer, lost=True)
+
+    def _gone(self, peer: NodeId, lost: bool) -> None:
         core = self._live()
         if core is not None:
-            core.peer_disconnected(peer, self._rt.now)
+            if lost:
+                core.peer_lost(peer, self._rt.now)
+            else:
+                core.peer_disconnected(peer, self._rt.now)
             self._rt.pump()
             if not self._rt.connections and self._rt.bootstrap is not None:
                 self._rt.bootstrap.wake()
@@ -190,7 +201,10 @@ class NodeRuntime:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
         self.transport = transport
-        self.config = config or Config()
+        # A transport that probes idle links itself replaces the core's liveness PINGs.
+        self.config = replace(
+            config or Config(), transport_liveness=bool(transport.provides_liveness)
+        )
         self.settings = settings or NodeSettings()
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self._signaling_factory = signaling

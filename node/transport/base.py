@@ -26,6 +26,9 @@ Invariants every implementation keeps:
 * ``on_close`` fires exactly once per link, whichever side closed it or whatever failed.
   Messages received before ``set_handlers`` is called are buffered and delivered then.
 * ``wait_open`` that times out raises :class:`DialTimeout` and releases the connection.
+* ``Link.close_reason`` says why a link ended (:class:`CloseReason`); ``LIVENESS_LOST`` means
+  the transport heard nothing from the peer for its liveness deadline: the peer is gone. A
+  transport whose ``provides_liveness`` is true probes idle links itself, so the node need not.
 
 Exceptions::
 
@@ -40,6 +43,7 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -59,6 +63,14 @@ BUFFERED_AMOUNT_LOW_BYTES = 256 * 1024
 SEND_QUEUE_MAX_MESSAGES = 512
 #: Most payload bytes the per-link send queue holds; whichever cap is hit first raises LinkBusy.
 SEND_QUEUE_MAX_BYTES = 8 * 1024 * 1024
+
+
+class CloseReason(enum.StrEnum):
+    """Why a link ended (``Link.close_reason``)."""
+
+    LOCAL = "local"  # Link.close() on this side (or this side gave up on the link)
+    REMOTE = "remote"  # the peer closed it or the connection failed
+    LIVENESS_LOST = "liveness lost"  # nothing heard from the peer for the liveness deadline
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -164,6 +176,7 @@ class LinkBase:
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
         self._close_fired = False
+        self._close_reason: CloseReason | None = None
         self._on_message: Callable[[bytes], None] | None = None
         self._on_close: Callable[[], None] | None = None
         self._inbound: deque[bytes] = deque()
@@ -174,6 +187,11 @@ class LinkBase:
     @property
     def is_open(self) -> bool:
         return not self._closed and self._opened.done() and self._opened.exception() is None
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why the link ended; None while it is open."""
+        return self._close_reason
 
     @property
     def send_queue_peak(self) -> int:
@@ -196,7 +214,7 @@ class LinkBase:
             self._fire_close()
 
     def close(self) -> None:
-        self._shutdown("closed locally")
+        self._shutdown("closed locally", CloseReason.LOCAL)
 
     async def _wait_open(self, timeout_s: float) -> None:
         try:
@@ -236,7 +254,7 @@ class LinkBase:
                 logger.warning(
                     "link handlers never set; closing after %d messages", len(self._inbound)
                 )
-                self._shutdown("inbound buffer overflow")
+                self._shutdown("inbound buffer overflow", CloseReason.LOCAL)
                 return
             self._inbound.append(data)
             return
@@ -249,10 +267,11 @@ class LinkBase:
         except Exception:
             logger.exception("on_message handler failed")
 
-    def _shutdown(self, reason: str) -> None:
+    def _shutdown(self, reason: str, kind: CloseReason = CloseReason.REMOTE) -> None:
         if self._closed:
             return
         self._closed = True
+        self._close_reason = kind
         logger.debug("%s shut down: %s", self._label, reason)
         self._queue.clear()
         if not self._opened.done():
@@ -298,6 +317,11 @@ class Link(Protocol):
         """True until the link is closed by either side or fails."""
         ...
 
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why the link ended (None while open); ``LIVENESS_LOST``: the peer is gone."""
+        ...
+
 
 class PendingOffer(Protocol):
     """The offerer's half of a dial: holds the offer until the answer comes back."""
@@ -333,6 +357,10 @@ class PendingAnswer(Protocol):
 
 class Transport(Protocol):
     """Makes links from offer/answer exchanges."""
+
+    #: True when idle links are probed by the transport and a dead peer ends its link with
+    #: ``CloseReason.LIVENESS_LOST``; the node then runs no liveness pings of its own.
+    provides_liveness: bool
 
     async def create_offer(self) -> PendingOffer:
         """Start a dial; the returned offer's ``sdp`` is complete (ICE gathered)."""

@@ -212,6 +212,9 @@ class MemoryPendingAnswer:
 class MemoryTransport:
     """The in-process implementation of ``node.transport.base.Transport``."""
 
+    #: Memory links never go silent on their own: the node's PING liveness stays on.
+    provides_liveness = False
+
     def __init__(self, hub: MemoryHub) -> None:
         self._hub = hub
         self._links: set[MemoryLink] = set()

@@ -43,12 +43,21 @@ connection reads the effective size back and logs once when it was capped.
 Both adaptations were written against aioice 0.13.x; another version logs a warning (and the hook
 refuses to install, raising ``TransportError``, if the function it replaces is gone).
 
+SCTP packet economy and liveness
+--------------------------------
+Every association is adapted by ``node.transport.sctp_adapter`` (bundling, delayed SACKs,
+HEARTBEAT probes of silent links; read its docstring) unless the transport is made with
+``sctp_economy=False`` (the benchmark's ``--plain`` baseline). Once a link is open, aioice's
+consent checks (a STUN request every ~5 s, RFC 7675) are stopped on it: the association's
+HEARTBEAT is the one probe of an idle link. We still answer the peer's consent requests.
+
 Closing
 -------
 ``Link.close()`` marks the link closed at once, schedules ``on_close`` and closes the peer
 connection in a task owned by the transport; the peer learns through the SCTP ABORT and its
-channel's ``close`` event. A peer that vanishes without closing (SIGKILL) is only noticed by
-aiortc after its consent/ICE timeout (~30 s): the node's liveness layer evicts it sooner.
+channel's ``close`` event. A peer that vanishes without closing (SIGKILL) is noticed by the
+liveness probe: after ``LivenessTiming.dead_after_s`` (10 s) of silence the link ends with
+``CloseReason.LIVENESS_LOST``.
 """
 
 from __future__ import annotations
@@ -76,12 +85,14 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
+    CloseReason,
     DialFailed,
     LinkBase,
     LinkClosed,
     MessageTooLarge,
     TransportError,
 )
+from node.transport.sctp_adapter import EconomySctpTransport, LivenessTiming, adapt, check_aiortc
 from node.transport.sdp import strip_mdns_candidates
 
 logger = logging.getLogger(__name__)
@@ -182,6 +193,19 @@ def _check_receive_buffer(pc: RTCPeerConnection) -> None:
         return
 
 
+def _stop_consent_checks(pc: RTCPeerConnection) -> None:
+    """Cancel aioice's consent-freshness task on an open connection (see the module docstring)."""
+    try:
+        connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+        task = connection._query_consent_task
+    except AttributeError:
+        logger.warning("cannot reach aioice's consent task: idle links keep two probes")
+        return
+    if task is not None:
+        task.cancel()
+        connection._query_consent_task = None
+
+
 def parse_ice_server(url: str) -> RTCIceServer:
     """Turn ``stun:host[:port]`` or ``turn:user:pass@host[:port][?transport=udp]`` into an
     ``RTCIceServer``; raise ``ValueError`` with the reason for anything else."""
@@ -212,14 +236,21 @@ class WebRTCLink(LinkBase):
 
     _label = "data channel"
 
-    def __init__(self, owner: WebRTCTransport, pc: RTCPeerConnection) -> None:
+    def __init__(self, owner: WebRTCTransport, pc: RTCPeerConnection, offerer: bool) -> None:
         super().__init__()
         self._owner = owner
         self._pc = pc
+        self._offerer = offerer
+        self._sctp: EconomySctpTransport | None = None
         self._channel: RTCDataChannel | None = None
         # Answerer, until the peer's first message: what we wrote (see "Meeting browsers halfway").
         self._replay: list[bytes] | None = None
         pc.on("connectionstatechange", self._on_connection_state)
+
+    def adapt_sctp(self) -> None:
+        """Give this connection's SCTP association the packet economy (before it starts)."""
+        if self._owner._sctp_economy and self._pc.sctp is not None:
+            self._sctp = adapt(self._pc.sctp)
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -293,8 +324,18 @@ class WebRTCLink(LinkBase):
         return self._channel.bufferedAmount if self._channel is not None else 0
 
     def _on_channel_open(self) -> None:
-        if self._mark_open():
-            _check_receive_buffer(self._pc)
+        if not self._mark_open():
+            return
+        _check_receive_buffer(self._pc)
+        timing = self._owner._liveness
+        if self._sctp is not None and timing is not None:
+            self._sctp.start_liveness(timing, self._offerer, self._on_liveness_lost)
+            _stop_consent_checks(self._pc)
+
+    def _on_liveness_lost(self) -> None:
+        timing = self._owner._liveness
+        silent_s = timing.dead_after_s if timing is not None else 0.0
+        self._shutdown(f"nothing heard for {silent_s:.1f} s", CloseReason.LIVENESS_LOST)
 
     def _on_channel_message(self, data: bytes | str) -> None:
         if self._closed:
@@ -313,6 +354,8 @@ class WebRTCLink(LinkBase):
             self._shutdown(f"connection {self._pc.connectionState}")
 
     def _release(self, reason: str) -> None:
+        if self._sctp is not None:
+            self._sctp.stop_liveness()
         self._owner._release(self)
 
     async def _close_pc(self) -> None:
@@ -375,13 +418,18 @@ class WebRTCTransport:
 
     ``ice_addresses``: the host addresses ICE gathers on (default loopback only; empty means
     aioice's own interface discovery, which skips loopback). ``ice_servers``: ``stun:``/``turn:``
-    URLs, ``turn:user:pass@host:port`` carrying TURN credentials.
+    URLs, ``turn:user:pass@host:port`` carrying TURN credentials. ``sctp_economy``: adapt each
+    association (``node.transport.sctp_adapter``); False is aiortc as shipped, for comparison.
+    ``liveness``: when silent links are probed and declared lost (None: never, and aioice's
+    consent checks stay on).
     """
 
     def __init__(
         self,
         ice_addresses: Sequence[str] = ("127.0.0.1",),
         ice_servers: Sequence[str] = (),
+        sctp_economy: bool = True,
+        liveness: LivenessTiming | None = LivenessTiming(),  # noqa: B008 (frozen, immutable)
     ) -> None:
         addresses: list[str] = []
         for address in ice_addresses:
@@ -394,8 +442,14 @@ class WebRTCTransport:
         self._links: set[WebRTCLink] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._sctp_economy = sctp_economy
+        self._liveness = liveness if sctp_economy else None
+        #: The Transport capability: dead peers end their links with LIVENESS_LOST.
+        self.provides_liveness = self._liveness is not None
         _quiet_library_loggers()
         _install_aioice_hooks()
+        if sctp_economy:
+            check_aiortc()
 
     def _new_pc(self) -> RTCPeerConnection:
         if self._closed:
@@ -417,12 +471,13 @@ class WebRTCTransport:
 
     async def create_offer(self) -> WebRTCPendingOffer:
         pc = self._new_pc()
-        link = WebRTCLink(self, pc)
+        link = WebRTCLink(self, pc, offerer=True)
         self._links.add(link)
         try:
             channel = pc.createDataChannel(
                 CHANNEL_LABEL, ordered=True, negotiated=True, id=CHANNEL_ID
             )
+            link.adapt_sctp()
             link.attach_channel(channel)
             sdp = await self._set_local(pc, await pc.createOffer())
         except BaseException:
@@ -433,7 +488,7 @@ class WebRTCTransport:
     async def accept_offer(self, sdp: str) -> WebRTCPendingAnswer:
         description = _checked_description(sdp, "offer")
         pc = self._new_pc()
-        link = WebRTCLink(self, pc)
+        link = WebRTCLink(self, pc, offerer=False)
         self._links.add(link)
         pc.on("datachannel", link.on_inband_channel)
         try:
@@ -443,6 +498,7 @@ class WebRTCTransport:
                 raise DialFailed(f"cannot apply offer: {exc}") from exc
             if pc.sctp is None:
                 raise DialFailed("offer has no data channel (m=application) section")
+            link.adapt_sctp()
             channel = pc.createDataChannel(
                 CHANNEL_LABEL, ordered=True, negotiated=True, id=CHANNEL_ID
             )

@@ -16,6 +16,7 @@ from node.connections import ConnectionManager
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import Identity
 from node.ids import NodeId
+from node.transport.base import CloseReason, LinkBase
 from node.transport.memory import MemoryHub, MemoryTransport
 
 
@@ -24,6 +25,7 @@ class FakeCore:
     needed_peers: set[NodeId] = field(default_factory=set)
     up: list[NodeId] = field(default_factory=list)
     down: list[NodeId] = field(default_factory=list)
+    lost: list[NodeId] = field(default_factory=list)
     unreachable_peers: list[NodeId] = field(default_factory=list)
     received_data: list[tuple[NodeId, bytes]] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
@@ -34,6 +36,9 @@ class FakeCore:
 
     def link_down(self, peer: NodeId) -> None:
         self.down.append(peer)
+
+    def link_lost(self, peer: NodeId) -> None:
+        self.lost.append(peer)
 
     def unreachable(self, peer: NodeId) -> None:
         self.unreachable_peers.append(peer)
@@ -254,6 +259,24 @@ async def test_the_cap_closes_the_least_recently_used_peer_the_core_does_not_nee
         assert older.manager.peers() == ()  # closed on both sides
     finally:
         await close(hubnode, *others)
+
+
+async def test_a_link_that_lost_liveness_reports_the_peer_lost(directory: Directory) -> None:
+    hub = MemoryHub()
+    a, b = member(directory, hub), member(directory, hub)
+    try:
+        assert await a.manager.dial(b.id)
+        await asyncio.sleep(0.05)
+        link = a.manager.link(b.id)
+        assert isinstance(link, LinkBase)
+        link._shutdown("silent", CloseReason.LIVENESS_LOST)  # what WebRTC's liveness does
+        await asyncio.sleep(0.05)
+        assert (a.core.lost, a.core.down) == ([b.id], [])
+        assert PeerDisconnected(b.id, "liveness lost") in a.core.notices
+        assert b.core.down == [a.id]  # the other side sees an ordinary close
+        assert b.core.lost == []
+    finally:
+        await close(a, b)
 
 
 async def test_a_dial_to_nobody_fails_at_its_deadline_and_reports_unreachable(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from node import codec
 from node.config import Config
 from node.events import (
+    ContactRemoved,
     Event,
     FindNodeResult,
     GetResult,
@@ -34,6 +35,7 @@ from node.ids import NodeId, key_id
 from node.messages import FindValue, Message, Nodes, Ping, Pong, Signal, Store, StoreAck, Value
 from node.protocol import DhtProtocol
 from node.records import Record, sign_record
+from node.routing import RemovalReason
 
 WALL_S = 1_700_000_000.0
 
@@ -479,6 +481,20 @@ def test_silent_connected_peer_is_removed() -> None:
     net.run_until(limit + 1e-9)
     assert PeerUnresponsive(b.id) in net.events[a.id]
     assert b.id not in a.table
+
+
+def test_transport_liveness_sends_no_pings_and_peer_lost_evicts() -> None:
+    net = Net(2, cfg(transport_liveness=True, ping_idle_s=4.0))
+    a, b = net.nodes
+    net.meet(a, b, connected=True)
+    net.run_until(60.0)  # silent for 15 ping intervals: the transport probes, not the core
+    assert [m for _, _, m in net.sent if isinstance(m, Ping)] == []
+    assert b.id in a.table
+    a.peer_lost(b.id, net.now)
+    net.pump()
+    assert b.id not in a.table
+    assert b.id not in a.connected
+    assert ContactRemoved(b.id, RemovalReason.LIVENESS_LOST) in net.events[a.id]
 
 
 # -- SIGNAL ----------------------------------------------------------------------------------------
