@@ -87,6 +87,7 @@ def test_placement_with_churn_500_nodes(sim_seed: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_placement_with_churn_10000_nodes(sim_seed: int) -> None:
     c = churned(sim_seed, 10_000, churn=0.1)
     share, results = placement(c, 50)
