@@ -46,7 +46,9 @@ def test_far_receiver_answers_nodes_and_declines() -> None:
     assert isinstance(ack, wire.NodesAck)
     assert (ack.rid, ack.ok, ack.reason) == (5, False, wire.NOT_CLOSEST)
     assert ack.nodes == tuple(r.table.closest(key, CONFIG.k, exclude=WRITER.node_id))
-    assert r.records.get(key, 1.0) is None and reply.stored is None and not reply.rejected
+    assert r.records.get(key, 1.0) is None
+    assert reply.stored is None
+    assert not reply.rejected
 
 
 def test_close_receiver_stores_and_acks_like_store() -> None:
@@ -58,7 +60,8 @@ def test_close_receiver_stores_and_acks_like_store() -> None:
     ack = reply.response
     assert isinstance(ack, wire.NodesAck)
     assert (ack.ok, ack.reason, len(ack.nodes)) == (True, "stored", CONFIG.k)
-    assert r.records.get(key, 1.0) == rec and reply.stored is not None
+    assert r.records.get(key, 1.0) == rec
+    assert reply.stored is not None
     again = r.answer(WRITER.node_id, wire.FindNodeStore(7, NodeId(key), rec), 2.0, WALL_MS)
     assert isinstance(again.response, wire.NodesAck)
     assert (again.response.ok, again.response.reason) == (True, "refreshed")
@@ -74,7 +77,8 @@ def test_bad_or_mismatched_records_are_refused() -> None:
     for i, bad in enumerate((other, forged)):
         reply = r.answer(WRITER.node_id, wire.FindNodeStore(i, NodeId(key), bad), 1.0, WALL_MS)
         assert isinstance(reply.response, wire.NodesAck)
-        assert not reply.response.ok and reply.response.reason != wire.NOT_CLOSEST
+        assert not reply.response.ok
+        assert reply.response.reason != wire.NOT_CLOSEST
         assert reply.rejected
     assert r.records.get(key, 1.0) is None
     assert r.answer(WRITER.node_id, wire.FindNodeStore(9, NodeId(key), rec), 1.0, WALL_MS).stored
