@@ -1,7 +1,20 @@
-"""Cluster benchmark: bring-up time to formed, put/get latency through the supervisor front
-endpoint, success rates, total RSS and CPU of the cluster processes.
+"""Cluster benchmark: bring-up time to formed, put/get latency on three paths, DHT messages per
+operation, success rates, total RSS and CPU of the cluster processes.
 
-    python bench/cluster.py --peers 10 --backend process --puts 200 --gets 1000
+    python bench/cluster.py --peers 25 --backend process --puts 200 --gets 1000 \
+        --cluster bench-x --state-dir /tmp/bench-x
+
+Latencies are reported three ways for the same operations:
+- ``*_at_node_ms``: the node's own ``duration_ms`` (the operation inside the calling node);
+- ``*_direct_ms``: wall time of the command sent straight to the node's control socket;
+- ``*_supervisor_ms``: wall time through the supervisor's front endpoint.
+``*_hop_ms`` are the per-operation differences (client wall time minus the node's duration): what
+the control hop adds. Puts go through the supervisor; each get is sent once directly and once
+through the supervisor (alternating which goes first), to random nodes.
+
+Messages per operation are the delta of the nodes' ``messages_out`` counters (``stats`` on every
+node) over the put phase and the get phase, divided by the number of operations; PING/PONG
+(liveness) are reported apart. UDP datagrams are not counted here (see bench/webrtc_link.py).
 
 Prints one JSON document. RSS/CPU are read from /proc (process backend: supervisor, signaling
 and every peer).
@@ -16,12 +29,16 @@ import random
 import secrets
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.cluster import Cluster
+from control.client import ControlClient
+from control.errors import ControlError
+from supervisor.cluster import Cluster, NodeHandle
 from supervisor.errors import SupervisorError
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -87,52 +104,135 @@ def cluster_pids(c: Cluster) -> list[int]:
     return pids
 
 
-def run(peers: int, backend: str, puts: int, gets: int, timeout_s: float) -> dict[str, Any]:
+LIVENESS_TYPES = ("PING", "PONG")
+
+
+def messages_out(c: Cluster) -> Counter[str]:
+    """Sum of every node's ``messages_out`` counters (by message type)."""
+    total: Counter[str] = Counter()
+    results = c.front.call("stats", {}, node="all", timeout_s=30.0)["results"]
+    for outcome in results.values():
+        if outcome.get("ok"):
+            total.update(outcome["result"].get("messages_out", {}))
+    return total
+
+
+def per_op(before: Counter[str], after: Counter[str], ops: int) -> dict[str, Any]:
+    delta = after - before
+    dht = sum(n for t, n in delta.items() if t not in LIVENESS_TYPES)
+    live = sum(n for t, n in delta.items() if t in LIVENESS_TYPES)
+    return {
+        "dht_messages_per_op": round(dht / ops, 2) if ops else None,
+        "liveness_messages_per_op": round(live / ops, 2) if ops else None,
+        "by_type_per_op": {t: round(n / ops, 2) for t, n in sorted(delta.items())} if ops else {},
+    }
+
+
+class Timed:
+    """Latency samples of one path: client wall time and the hop (wall minus node duration)."""
+
+    def __init__(self) -> None:
+        self.wall_ms: list[float] = []
+        self.hop_ms: list[float] = []
+        self.node_ms: list[float] = []
+        self.ok = 0
+
+    def call(
+        self, send: Callable[[], dict[str, Any]], check: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        t = time.perf_counter()
+        try:
+            result = send()
+        except (SupervisorError, ControlError):
+            self.wall_ms.append((time.perf_counter() - t) * 1000)
+            return
+        wall = (time.perf_counter() - t) * 1000
+        self.wall_ms.append(wall)
+        node = float(result.get("duration_ms", 0.0))
+        self.node_ms.append(node)
+        self.hop_ms.append(wall - node)
+        if check(result):
+            self.ok += 1
+
+    def report(self, name: str) -> dict[str, Any]:
+        n = len(self.wall_ms)
+        return {
+            f"{name}_ms": percentiles(self.wall_ms),
+            f"{name}_hop_ms": percentiles(self.hop_ms),
+            f"{name}_success": round(self.ok / n, 4) if n else None,
+        }
+
+
+def run(
+    peers: int, backend: str, puts: int, gets: int, timeout_s: float, name: str | None,
+    state_dir: str | None,
+) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(int(os.environ.get("BENCH_SEED", "1")))
     started = time.monotonic()
-    with Cluster.up(peers=peers, backend=backend, timeout_s=timeout_s) as c:
+    with Cluster.up(
+        peers=peers, backend=backend, timeout_s=timeout_s, name=name, state_dir=state_dir
+    ) as c:
         bring_up_s = time.monotonic() - started
         pids = cluster_pids(c)
+        direct = {n.index: ControlClient(n.control, timeout_s=10.0) for n in c.state.nodes}
         cpu_before = sum(cpu_s(p) for p in pids)
         wall_before = time.monotonic()
         keys: dict[str, bytes] = {}
-        put_ms: list[float] = []
-        put_ok = 0
+        put = Timed()
+        put_node_ms: list[float] = []
+        msgs0 = messages_out(c)
         for i in range(puts):
-            key, value = f"bench-{i}", secrets.token_bytes(64)
-            t = time.perf_counter()
-            try:
-                c.node(rng.randint(1, peers)).store(key, value)
-                put_ok += 1
+            key, value = f"bench-{i}", secrets.token_bytes(100)
+            node = c.node(rng.randint(1, peers))
+
+            def store(node: NodeHandle = node, key: str = key, value: bytes = value) -> Any:
+                return node.call("store", key=key, value=value)
+
+            put.call(store, lambda r: True)
+            if len(put.node_ms) > len(put_node_ms):
                 keys[key] = value
-            except SupervisorError:
-                pass
-            put_ms.append((time.perf_counter() - t) * 1000)
-        get_ms: list[float] = []
-        get_ok = 0
+                put_node_ms.append(put.node_ms[-1])
+        msgs1 = messages_out(c)
+        via_sup, via_direct = Timed(), Timed()
         names = list(keys)
-        for _ in range(gets if names else 0):
+        for i in range(gets if names else 0):
             key = rng.choice(names)
-            t = time.perf_counter()
-            try:
-                if c.node(rng.randint(1, peers)).get(key).value == keys[key]:
-                    get_ok += 1
-            except SupervisorError:
-                pass
-            get_ms.append((time.perf_counter() - t) * 1000)
+            index = rng.randint(1, peers)
+
+            def check(r: dict[str, Any], key: str = key) -> bool:
+                return bool(r.get("value") == keys[key])
+
+            def sup(key: str = key, index: int = index) -> dict[str, Any]:
+                return c.node(index).call("get", key=key)
+
+            def dir_(key: str = key, index: int = index) -> dict[str, Any]:
+                return direct[index].call("get", key=key)
+
+            order = [(via_sup, sup), (via_direct, dir_)]
+            for timed, send in order if i % 2 else order[::-1]:
+                timed.call(send, check)
+        msgs2 = messages_out(c)
         wall = time.monotonic() - wall_before
         cpu = sum(cpu_s(p) for p in pids) - cpu_before
         rss = sum(rss_kib(p) for p in pids)
+        for client in direct.values():
+            client.close()
+        get_node_ms = via_sup.node_ms + via_direct.node_ms
         return {
             "peers": peers,
             "backend": backend,
+            "load_avg": list(os.getloadavg()),
             "bring_up_s": round(bring_up_s, 2),
             "puts": puts,
-            "put_success": round(put_ok / puts, 4) if puts else None,
-            "put_latency_ms": percentiles(put_ms),
-            "gets": len(get_ms),
-            "get_success": round(get_ok / len(get_ms), 4) if get_ms else None,
-            "get_latency_ms": percentiles(get_ms),
+            "put_success": round(len(keys) / puts, 4) if puts else None,
+            "put_at_node_ms": percentiles(put_node_ms),
+            **put.report("put_supervisor"),
+            "put_messages": per_op(msgs0, msgs1, puts),
+            "gets": len(via_sup.wall_ms),
+            "get_at_node_ms": percentiles(get_node_ms),
+            **via_direct.report("get_direct"),
+            **via_sup.report("get_supervisor"),
+            "get_messages": per_op(msgs1, msgs2, 2 * len(via_sup.wall_ms)),
             "rss_total_mib": round(rss / 1024, 1),
             "rss_per_peer_mib": round(rss / 1024 / max(1, len(pids)), 1),
             "cpu_s_during_ops": round(cpu, 2),
@@ -148,10 +248,17 @@ def main() -> int:
     parser.add_argument("--puts", type=int, default=200)
     parser.add_argument("--gets", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--cluster", default=None, help="cluster name (default: a unique one)")
+    parser.add_argument("--state-dir", default=None, help="state directory (default: a temp one)")
     ns = parser.parse_args()
     if ns.peers < 1 or ns.puts < 0 or ns.gets < 0:
         parser.error("--peers must be >= 1, --puts/--gets >= 0")
-    print(json.dumps(run(ns.peers, ns.backend, ns.puts, ns.gets, ns.timeout), indent=2))
+    print(
+        json.dumps(
+            run(ns.peers, ns.backend, ns.puts, ns.gets, ns.timeout, ns.cluster, ns.state_dir),
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -35,6 +35,7 @@ from control.schema import PROTOCOL_VERSION
 DEFAULT_TIMEOUT_S: Final = 5.0
 MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
 MAX_EVENT_BYTES: Final = 4 * 1024 * 1024
+SEND_RETRY_S: Final = 0.001
 _MONITOR_EVENTS: Final = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
 
 R = TypeVar("R")
@@ -71,6 +72,11 @@ def parse_reply(data: bytes, expected_id: int | None = None) -> dict[str, Any]:
         reply = unpack(data, MAX_REPLY_BYTES)
     except CodecError as exc:
         raise ProtocolError(f"undecodable reply: {exc}") from exc
+    return result_of(reply, expected_id)
+
+
+def result_of(reply: object, expected_id: int | None = None) -> dict[str, Any]:
+    """A decoded reply's result, or raise ``RemoteError`` / ``ProtocolError``."""
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         raise ProtocolError("reply is not a map with a boolean 'ok'")
     if expected_id is not None and reply.get("id") not in (expected_id, None):
@@ -89,14 +95,6 @@ def parse_reply(data: bytes, expected_id: int | None = None) -> dict[str, Any]:
         str(error.get("message", "")),
         details if isinstance(details, dict) else None,
     )
-
-
-def _reply_id(data: bytes) -> object:
-    with contextlib.suppress(CodecError):
-        reply = unpack(data, MAX_REPLY_BYTES)
-        if isinstance(reply, dict):
-            return reply.get("id")
-    return None
 
 
 Sock = TypeVar("Sock", zmq.Socket[bytes], zmq.asyncio.Socket)
@@ -240,7 +238,11 @@ class ControlClient(_Requests[dict[str, Any]], ClosesOnExit):
 
 
 class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
-    """asyncio client; concurrent calls are multiplexed on one DEALER socket."""
+    """asyncio client; concurrent calls are multiplexed on one DEALER socket.
+
+    The DEALER and its monitor are plain ZeroMQ sockets watched with ``loop.add_reader`` on their
+    (edge-triggered) ``ZMQ_FD``: replies are read with NOBLOCK and decoded once in the reader
+    callback, requests are sent with NOBLOCK — no ``zmq.asyncio`` poller per message."""
 
     def __init__(
         self,
@@ -251,45 +253,58 @@ class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
     ) -> None:
         super().__init__(endpoint, timeout_s)
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket | None = None
-        self._monitor: zmq.asyncio.Socket | None = None
-        self._pump_task: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._sock: zmq.Socket[bytes] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
+        self._fds: list[int] = []
+        self._pending: dict[int, asyncio.Future[object]] = {}
         self._connected = asyncio.Event()
         self._refused = asyncio.Event()
         self._closed = False
 
-    def _open(self) -> zmq.asyncio.Socket:
+    def _open(self) -> zmq.Socket[bytes]:
         if self._closed:
             raise RuntimeError("client is closed")
         if self._sock is not None:
             return self._sock
-        sock, monitor = _connect_monitored(self._ctx.socket(zmq.DEALER), self.endpoint)
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self._ctx.underlying)
+        sock, monitor = _connect_monitored(ctx.socket(zmq.DEALER), self.endpoint)
         self._sock, self._monitor = sock, monitor
-        self._pump_task = asyncio.create_task(self._pump(sock, monitor), name="control-client")
+        loop = asyncio.get_running_loop()
+        for s, callback in ((sock, self._on_replies), (monitor, self._on_monitor)):
+            fd = int(s.getsockopt(zmq.FD))
+            loop.add_reader(fd, callback)
+            self._fds.append(fd)
+        self._on_monitor()
         return sock
 
-    async def _pump(self, sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:
-        poller = zmq.asyncio.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-        while True:
-            ready = dict(await poller.poll())
-            if monitor in ready:
-                event = parse_monitor_message(await monitor.recv_multipart())["event"]
-                if event == zmq.EVENT_CONNECTED:
-                    self._refused.clear()
-                    self._connected.set()
-                elif event == zmq.EVENT_CONNECT_RETRIED:
-                    self._refused.set()
-                elif event == zmq.EVENT_DISCONNECTED:
-                    self._connected.clear()
-            if sock in ready:
-                frames = await sock.recv_multipart()
-                rid = _reply_id(frames[-1])
-                fut = self._pending.get(rid) if isinstance(rid, int) else None
-                if fut is not None and not fut.done():
-                    fut.set_result(frames[-1])
+    @staticmethod
+    def _ready(sock: zmq.Socket[bytes]) -> bool:
+        return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+    def _on_monitor(self) -> None:
+        monitor = self._monitor
+        while monitor is not None and self._ready(monitor):
+            event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._refused.clear()
+                self._connected.set()
+            elif event == zmq.EVENT_CONNECT_RETRIED:
+                self._refused.set()
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connected.clear()
+
+    def _on_replies(self) -> None:
+        sock = self._sock
+        while sock is not None and self._ready(sock):
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+            try:
+                reply: object = unpack(frames[-1], MAX_REPLY_BYTES)
+            except CodecError as exc:
+                reply = ProtocolError(f"undecodable reply: {exc}")
+            rid = reply.get("id") if isinstance(reply, dict) else None
+            fut = self._pending.get(rid) if isinstance(rid, int) else None
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
 
     async def _wait_connected(self) -> None:
         if self._connected.is_set():
@@ -304,9 +319,19 @@ class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
         if not self._connected.is_set():
             raise Unreachable(f"no control server at {self.endpoint} (connection refused)")
 
+    async def _send(self, sock: zmq.Socket[bytes], body: bytes) -> None:
+        while True:
+            try:
+                sock.send_multipart([b"", body], zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                await asyncio.sleep(SEND_RETRY_S)  # above the high-water mark: rare
+        # The FD is edge-triggered: a reply that arrived during the send must not wait.
+        asyncio.get_running_loop().call_soon(self._on_replies)
+
     async def _exchange(self, rid: int, body: bytes, limit_s: float) -> dict[str, Any]:
         sock = self._open()
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
             try:
@@ -316,21 +341,22 @@ class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
                 raise Unreachable(f"could not connect to {self.endpoint} in time") from exc
             try:
                 async with asyncio.timeout(max(0.0, limit_s)):
-                    await sock.send_multipart([b"", body])
-                    data = await fut
+                    await self._send(sock, body)
+                    reply = await fut
             except TimeoutError as exc:
                 raise Timeout(f"no reply from {self.endpoint} within {limit_s:g} s") from exc
         finally:
             self._pending.pop(rid, None)
-        return parse_reply(data, rid)
+        if isinstance(reply, ProtocolError):
+            raise reply
+        return result_of(reply, rid)
 
     async def close(self) -> None:
         self._closed = True
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
-            self._pump_task = None
+        loop = asyncio.get_running_loop()
+        for fd in self._fds:
+            loop.remove_reader(fd)
+        self._fds.clear()
         _close_monitored(self._sock, self._monitor)
         self._sock = self._monitor = None
         for fut in self._pending.values():

@@ -105,7 +105,15 @@ def api_dispatch(api: NodeAPI) -> Dispatch:
 
 
 class RouterServer:
-    """The request/reply envelope on one ROUTER socket; ``dispatch`` answers each request."""
+    """The request/reply envelope on one ROUTER socket; ``dispatch`` answers each request.
+
+    The socket is a plain (blocking-API) ZeroMQ socket driven by ``loop.add_reader`` on its
+    ``ZMQ_FD``, not a ``zmq.asyncio`` socket: requests are read with NOBLOCK in the reader
+    callback and a reply is sent with NOBLOCK the moment it is ready (a ROUTER never blocks on
+    send: it drops for a peer above its high-water mark). That saves the futures and the extra
+    loop iterations ``zmq.asyncio`` spends on every receive and send. ``ZMQ_FD`` is
+    edge-triggered: after any send or receive the socket's ``EVENTS`` are checked again, so a
+    request that arrived meanwhile is never left unread."""
 
     def __init__(
         self,
@@ -123,14 +131,17 @@ class RouterServer:
         self.internal_errors = 0
         self._ctx = ctx
         self._max_frame_bytes = max_frame_bytes
-        self._sock: zmq.asyncio.Socket | None = None
+        self._max_inflight = max_inflight
+        self._sock: zmq.Socket[bytes] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(max_inflight)
+        self._reading = False
+        self._check_scheduled = False
+        self._unwatch: Callable[[], object] | None = None
 
     def bind(self) -> str:
         """Bind the ROUTER (raises ``zmq.ZMQError`` if the endpoint is taken)."""
-        sock = self._ctx.socket(zmq.ROUTER)
+        sock: zmq.Socket[bytes] = zmq.Context.shadow(self._ctx.underlying).socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame_bytes)
@@ -148,28 +159,66 @@ class RouterServer:
         self._loop_task = asyncio.create_task(self.serve(), name=f"router {self.endpoint}")
 
     async def serve(self) -> None:
-        """Receive requests forever, each answered in its own task."""
+        """Receive requests until cancelled, each answered in its own task."""
         sock = self._sock
         assert sock is not None, "bind() first"
-        while True:
-            frames = await sock.recv_multipart()
-            await self._slots.acquire()
-            task = asyncio.create_task(self._serve_one(sock, frames))
+        loop = asyncio.get_running_loop()
+        fd = int(sock.getsockopt(zmq.FD))
+        loop.add_reader(fd, self._readable)
+        self._reading = True
+        self._unwatch = lambda: loop.remove_reader(fd)
+        try:
+            self._readable()
+            await loop.create_future()  # forever: the reader callback does the work
+        finally:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._reading = False
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
+
+    def _readable(self) -> None:
+        """Read every waiting request (up to ``max_inflight`` running at once)."""
+        self._check_scheduled = False
+        sock = self._sock
+        if sock is None or not self._reading:
+            return
+        while len(self._tasks) < self._max_inflight:
+            try:
+                if not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    return
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                log.warning("control socket receive failed: %s", exc)
+                return
+            task = asyncio.get_running_loop().create_task(self._serve_one(sock, frames))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
+    def _recheck(self) -> None:
+        """Look at the socket again soon (edge-triggered FD; a slot may have freed)."""
+        if not self._check_scheduled and self._reading:
+            self._check_scheduled = True
+            asyncio.get_running_loop().call_soon(self._readable)
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("control request task failed", exc_info=task.exception())
+        self._recheck()
 
-    async def _serve_one(self, sock: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+    async def _serve_one(self, sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
         routing, body = split_envelope(frames)
         reply = await self.handle(body)
         self.requests_served += 1
+        if self._sock is not sock:
+            return  # closed meanwhile
         try:
-            await sock.send_multipart([*routing, reply])
+            sock.send_multipart([*routing, reply], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("control reply not sent: %s", exc)
 
@@ -195,6 +244,7 @@ class RouterServer:
 
     async def close(self, linger_ms: int = 0) -> None:
         """Stop serving; cancel running requests; close the socket (idempotent)."""
+        self._stop_reading()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ from node.messages import (
     Announce,
     AnnounceAck,
     FindNode,
+    FindNodeStore,
     FindValue,
     GetPeers,
     HasValue,
@@ -32,6 +33,7 @@ from node.messages import (
     Message,
     MsgType,
     Nodes,
+    NodesAck,
     Peers,
     Ping,
     Pong,
@@ -86,6 +88,10 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, _rec(m.record), list(m.nodes)]
         case Store():
             return [m.rid, _rec(m.record), m.cached]
+        case FindNodeStore():
+            return [m.rid, m.target, _rec(m.record)]
+        case NodesAck():
+            return [m.rid, list(m.nodes), m.ok, m.reason[:MAX_REASON_CHARS]]
         case WriteAck():
             return [m.rid, m.ok, m.reason[:MAX_REASON_CHARS]]
         case HasValue():
@@ -261,6 +267,19 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
         lambda f: GetPeers(_u64(f[0], "rid"), _bin(f[1], "topic", ID_BYTES, exact=True)),
     ),
     MsgType.PEERS: (3, lambda f: Peers(_u64(f[0], "rid"), _providers(f[1]), _ids(f[2]))),
+    MsgType.FIND_NODE_STORE: (
+        3,
+        lambda f: FindNodeStore(_u64(f[0], "rid"), _id(f[1], "target"), _record(f[2])),
+    ),
+    MsgType.NODES_ACK: (
+        4,
+        lambda f: NodesAck(
+            _u64(f[0], "rid"),
+            _bool(f[2], "ok"),
+            _str(f[3], "reason", MAX_REASON_CHARS),
+            _ids(f[1]),
+        ),
+    ),
 }
 
 

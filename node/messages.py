@@ -38,6 +38,8 @@ class MsgType(enum.IntEnum):
     ANNOUNCE_ACK = 13
     GET_PEERS = 14
     PEERS = 15
+    FIND_NODE_STORE = 16
+    NODES_ACK = 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,32 @@ class Signal:
     type = MsgType.SIGNAL
 
 
+NOT_CLOSEST = "not_closest"
+"""The ``reason`` of a ``NodesAck`` whose sender did not store: it knows ``k`` nodes closer to
+the key than itself. Not a refusal: the writer sends a plain STORE if the peer ends up among the
+lookup's k closest after all."""
+
+
+@dataclass(frozen=True, slots=True)
+class FindNodeStore(Rpc):
+    """A FIND_NODE that carries the record being written: the receiver answers like FIND_NODE
+    and also stores ``record`` when it counts itself among the ``k`` closest to its key (fewer
+    than ``k`` contacts closer than itself). Saves the write's separate STORE round."""
+
+    target: NodeId
+    record: Record
+    type = MsgType.FIND_NODE_STORE
+
+
+@dataclass(frozen=True, slots=True)
+class NodesAck(WriteAck):
+    """The answer to FIND_NODE_STORE: the closest contacts (as NODES) and the store outcome
+    (``ok``; ``reason`` a storage outcome, a refusal, or ``NOT_CLOSEST``)."""
+
+    nodes: tuple[NodeId, ...]
+    type = MsgType.NODES_ACK
+
+
 @dataclass(frozen=True, slots=True)
 class Announce(Rpc):
     provider: ProviderRecord
@@ -167,8 +195,8 @@ class Peers(Rpc):
     type = MsgType.PEERS
 
 
-Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers
-Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers
+Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | FindNodeStore
+Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | NodesAck
 Message = Hello | Request | Response | Signal
 
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
@@ -179,6 +207,7 @@ RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.HAS_VALUE: (MsgType.HAS_VALUE_ACK,),
     MsgType.ANNOUNCE: (MsgType.ANNOUNCE_ACK,),
     MsgType.GET_PEERS: (MsgType.PEERS,),
+    MsgType.FIND_NODE_STORE: (MsgType.NODES_ACK,),
 }
 
 

@@ -8,9 +8,12 @@ is); ``DhtProtocol`` owns the table of live operations and does the sending.
 - ``LookupOp``: an iterative lookup over ``lookup.LookupIter``, of kind ``OpKind``. A FIND_VALUE
   keeps the best valid record seen (``records.better``) and the peers that answered without it
   (the cache target); a GET_PEERS merges provider records per announcer. A lookup can carry a
-  write phase (``then``) that starts on its k closest when it finishes.
+  write phase (``then``) that starts on its k closest when it finishes. The lookup of a record
+  write asks with FIND_NODE_STORE, which carries the record: a peer that counts itself among the
+  k closest stores it at once and says so in its NODES_ACK (``WriteOp.early``).
 - ``WriteOp``: the one write path of ``store`` and ``announce`` — send the payload to the
-  closest, count acks, succeed at ``min(W, ceil(n/2))``.
+  closest that do not hold it yet from the lookup, count acks (early ones of the k closest
+  included), succeed at ``min(W, ceil(n/2))``.
 - ``PingOp``: one PING, for a user or for maintenance.
 
 Every operation has a ``Purpose`` (who started it and who hears of its end).
@@ -36,11 +39,14 @@ from node.events import (
 from node.ids import NodeId, as_int
 from node.lookup import LookupIter
 from node.messages import (
+    NOT_CLOSEST,
     Announce,
     FindNode,
+    FindNodeStore,
     FindValue,
     GetPeers,
     Nodes,
+    NodesAck,
     Peers,
     Request,
     Response,
@@ -111,6 +117,8 @@ class LookupOp(Op):
             return FindValue(rid, self.target)
         if self.kind is OpKind.GET_PEERS:
             return GetPeers(rid, self.target)
+        if self.then is not None and isinstance(self.then.payload, Record):
+            return FindNodeStore(rid, NodeId(self.target), self.then.payload)
         return FindNode(rid, NodeId(self.target))
 
     @property
@@ -125,7 +133,9 @@ class LookupOp(Op):
 
     def on_response(self, peer: NodeId, msg: Response, wall_ms: int, config: Config) -> Answer:
         it = self.it
-        nodes = msg.nodes if isinstance(msg, Nodes | Value | Peers) else ()
+        nodes = msg.nodes if isinstance(msg, Nodes | Value | Peers | NodesAck) else ()
+        if isinstance(msg, NodesAck) and self.then is not None:
+            self.then.early[peer] = (msg.ok, msg.reason)
         if isinstance(msg, Value):
             r = msg.record
             reason = None if r.key == self.target else "record for another key"
@@ -213,23 +223,40 @@ class WriteOp(Op):
     quorum: int = 0
     reasons: list[str] = field(default_factory=list)
     done: bool = False
+    early: dict[NodeId, tuple[bool, str]] = field(default_factory=dict)
+    """Store outcomes that came with the lookup's NODES_ACKs: peer → (ok, reason)."""
 
-    def begin(self, closest: list[NodeId], config: Config) -> None:
+    def begin(self, closest: list[NodeId], config: Config) -> list[NodeId]:
+        """Fix the targets (the k closest); the ones that still need a STORE. A target that
+        answered the lookup's FIND_NODE_STORE already counts as answered (acked or refused)."""
         self.targets = closest[: config.k]
         self.quorum = min(config.quorum_w, -(-len(self.targets) // 2))
+        need = []
+        for peer in self.targets:
+            outcome = self.early.get(peer)
+            if outcome is None or outcome == (False, NOT_CLOSEST):
+                need.append(peer)
+            else:
+                self._count(*outcome)
+        return need
 
     def request(self, rid: int) -> Request:
         if isinstance(self.payload, Record):
             return Store(rid, self.payload, False)
         return Announce(rid, self.payload)
 
-    def on_answer(self, msg: Response) -> None:
+    def _count(self, ok: bool, reason: str) -> None:
         self.answered += 1
+        if ok:
+            self.acks += 1
+        else:
+            self.reasons.append(reason)
+
+    def on_answer(self, msg: Response) -> None:
         if isinstance(msg, WriteAck):
-            if msg.ok:
-                self.acks += 1
-            else:
-                self.reasons.append(msg.reason)
+            self._count(msg.ok, msg.reason)
+        else:
+            self.answered += 1
 
     def on_failure(self) -> None:
         self.answered += 1

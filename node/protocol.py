@@ -502,8 +502,7 @@ class DhtProtocol:
         return write.op_id
 
     def _start_write(self, op: WriteOp, targets: list[NodeId], now: float) -> None:
-        op.begin(targets, self.config)
-        for peer in op.targets:
+        for peer in op.begin(targets, self.config):
             self._request(peer, op.request(self.new_rid()), op.op_id, now)
         deadline = now + self.config.request_timeout_s + STORE_GRACE_S
         self._timers.arm(deadline, TimerKind.OPERATION, op.op_id)

@@ -6,6 +6,9 @@ Rules:
 - A STORE or ANNOUNCE is validated (signature, size, far-future ``ts``) before it touches
   storage; a refusal carries the reason and is counted (``Reply.rejected``).
 - GET_PEERS returns leave tombstones too, so lookups learn who withdrew.
+- FIND_NODE_STORE is answered like FIND_NODE and, when this node counts itself among the ``k``
+  closest to the key (its table holds fewer than ``k`` contacts closer than itself), the record
+  is stored exactly as a STORE would store it; otherwise the answer says ``NOT_CLOSEST``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from node import messages as wire
 from node.codec import MAX_PROVIDERS_PER_MESSAGE
 from node.config import Config
 from node.events import RecordStored
-from node.ids import NodeId
-from node.records import validate_provider, validate_record
+from node.ids import NodeId, as_int
+from node.records import Record, validate_provider, validate_record
 from node.routing import RoutingTable
 from node.storage import ProviderStore, PutResult, RecordStore
 
@@ -56,7 +59,15 @@ class Responder:
                     return Reply(wire.Nodes(msg.rid, nodes))
                 return Reply(wire.Value(msg.rid, rec, nodes))
             case wire.Store():
-                return self._store(peer, msg, now, wall_ms)
+                return self._store(peer, msg.rid, msg.record, msg.cached, now, wall_ms, None)
+            case wire.FindNodeStore():
+                nodes = self._closest(msg.target, peer)
+                if msg.record.key != msg.target:
+                    reply = wire.NodesAck(msg.rid, False, "record for another key", nodes)
+                    return Reply(reply, rejected=True)
+                if not self._among_closest(msg.target):
+                    return Reply(wire.NodesAck(msg.rid, False, wire.NOT_CLOSEST, nodes))
+                return self._store(peer, msg.rid, msg.record, False, now, wall_ms, nodes)
             case wire.HasValue():
                 has = self.records.has_same_or_better(msg.key, msg.ts, msg.pub, now)
                 return Reply(wire.HasValueAck(msg.rid, has))
@@ -73,17 +84,43 @@ class Responder:
                 provs = provs[:MAX_PROVIDERS_PER_MESSAGE]
                 return Reply(wire.Peers(msg.rid, provs, self._closest(msg.topic, peer)))
 
-    def _store(self, peer: NodeId, msg: wire.Store, now: float, wall_ms: int) -> Reply:
+    def _among_closest(self, key: bytes) -> bool:
+        """Fewer than ``k`` contacts of ours are closer to ``key`` than we are."""
+        k = self.config.k
+        closest = self.table.closest(key, k)
+        if len(closest) < k:
+            return True
+        t = as_int(key)
+        return as_int(self.table.own_id) ^ t < as_int(closest[-1]) ^ t
+
+    def _store(
+        self,
+        peer: NodeId,
+        rid: int,
+        record: Record,
+        cached: bool,
+        now: float,
+        wall_ms: int,
+        nodes: tuple[NodeId, ...] | None,
+    ) -> Reply:
+        """Validate and keep ``record``; the answer is a STORE_ACK, or with ``nodes`` a
+        NODES_ACK."""
+
+        def ack(ok: bool, reason: str) -> wire.StoreAck | wire.NodesAck:
+            if nodes is None:
+                return wire.StoreAck(rid, ok, reason)
+            return wire.NodesAck(rid, ok, reason, nodes)
+
         reason = validate_record(
-            msg.record,
+            record,
             wall_ms,
             max_data_bytes=self.config.max_record_data_bytes,
             max_future_skew_ms=self.config.max_future_skew_ms,
         )
         if reason is not None:
-            return Reply(wire.StoreAck(msg.rid, False, reason), rejected=True)
-        result = self.records.put(msg.record, now, cached=msg.cached)
+            return Reply(ack(False, reason), rejected=True)
+        result = self.records.put(record, now, cached=cached)
         stored = None
         if result is PutResult.STORED:
-            stored = RecordStored(msg.record, msg.cached, False, peer)
-        return Reply(wire.StoreAck(msg.rid, result.ok, result.value), stored)
+            stored = RecordStored(record, cached, False, peer)
+        return Reply(ack(result.ok, result.value), stored)

@@ -51,6 +51,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(wire.AnnounceAck, u64, st.booleans(), reasons),
     st.builds(wire.GetPeers, u64, b32),
     st.builds(wire.Peers, u64, st.lists(providers, max_size=5).map(tuple), id_lists),
+    st.builds(wire.FindNodeStore, u64, node_ids, records),
+    st.builds(wire.NodesAck, u64, st.booleans(), reasons, id_lists),
 )
 
 

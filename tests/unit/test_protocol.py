@@ -196,13 +196,41 @@ def test_store_fails_without_quorum_and_says_so() -> None:
     net = Net(5)
     net.mesh()
     a = net.nodes[0]
-    # Three of the four peers answer the lookup but never see the STORE.
+    # Three of the four peers answer the lookup without storing (they do not count themselves
+    # among the closest), then never see the STORE that follows.
     silent = {p.id for p in net.nodes[1:4]}
+    for p in net.nodes[1:4]:
+        p.responder._among_closest = lambda key: False  # type: ignore[method-assign]
     net.drop = lambda s, d, m: isinstance(m, Store) and d in silent
     res = net.run(a, lambda p, now: p.store(key_id("k"), b"v", now))
     assert isinstance(res, StoreResult)
     assert (res.ok, res.acks, res.attempts, res.quorum) == (False, 1, 4, 2)
     assert res.reasons == ("timeout",) * 3
+    stores = [d for _, d, m in net.sent if isinstance(m, Store)]
+    assert sorted(stores) == sorted(silent)  # only the ones that did not store early
+
+
+def test_refusals_during_the_lookup_count_against_the_quorum() -> None:
+    net = Net(5)
+    net.mesh()
+    for p in net.nodes[1:4]:
+        p.records.max_records = 0  # full: FIND_NODE_STORE answers "full"
+    res = net.run(net.nodes[0], lambda p, now: p.store(key_id("k"), b"v", now))
+    assert isinstance(res, StoreResult)
+    assert (res.ok, res.acks, res.attempts, res.quorum) == (False, 1, 4, 2)
+    assert res.reasons == ("full",) * 3
+    assert not [m for _, _, m in net.sent if isinstance(m, Store)]  # a refusal is not retried
+
+
+def test_a_put_stores_with_the_lookup_and_sends_no_separate_store() -> None:
+    net = Net(8)
+    net.mesh()
+    res = net.run(net.nodes[0], lambda p, now: p.store(key_id("k"), b"v", now))
+    assert isinstance(res, StoreResult)
+    assert (res.ok, res.acks, res.attempts) == (True, 7, 7)
+    kinds = [type(m).__name__ for s, _, m in net.sent if s == net.nodes[0].id]
+    assert kinds == ["FindNodeStore"] * 7
+    assert all(p.records.get(key_id("k"), net.now) == res.record for p in net.nodes)
 
 
 def test_quorum_counts_only_nodes_actually_found() -> None:
