@@ -78,7 +78,7 @@ def test_round_trip(m: Message) -> None:
 def test_every_message_type_is_covered() -> None:
     seen: set[MsgType] = set()
 
-    @settings(deadline=None, max_examples=300)
+    @settings(deadline=None, max_examples=1000)
     @given(messages)
     def collect(m: Message) -> None:
         seen.add(m.type)
