@@ -81,6 +81,7 @@ from node.quotas import RATE_LIMITED, RateLimiter, StoreLimits, Verdict
 from node.records import (
     ProviderRecord,
     Record,
+    RecordKind,
     sign_provider,
 )
 from node.relay import Forward, SignalRelay
@@ -95,6 +96,7 @@ __all__ = ["DhtProtocol", "JoinedTopic", "Outgoing", "Stats"]
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
+LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
 
 
 @dataclass(slots=True)
@@ -532,7 +534,7 @@ class DhtProtocol:
             then = op.then
             if then.draft is not None and then.payload is None:
                 then.payload = finalize(then.draft, self.identity, op.best, self.wall_ms(now))
-                self._keep_own(then.payload, now)
+                self._keep_own(then.payload, now, then.draft.cas)
             self._start_write(then, closest, now)
         else:
             self._complete(op, op.result(done), now)
@@ -569,11 +571,26 @@ class DhtProtocol:
         self._step_lookup(lookup, now)
         return write.op_id
 
-    def _keep_own(self, record: Record, now: float) -> None:
-        """Our own record: keep a copy (if it is not refused) and republish it."""
-        if self.records.put(record, now) is PutResult.STORED:
+    def _keep_own(self, record: Record, now: float, cas: int | None = None) -> None:
+        """Our own record: keep a copy and republish it — unless our own store refuses it as a
+        holder would (a lost CAS, a seq below ours): then it only goes out to be refused."""
+        result = self.records.put(record, now, cas=cas)
+        if result is PutResult.STORED:
             self._events.append(RecordStored(record, False, True, None))
-        self.maintenance.authored_record(record, now)
+        if result.value not in LOST_WRITE_REASONS:
+            self.maintenance.authored_record(record, now)
+
+    def _drop_lost(self, op: WriteOp, now: float) -> None:
+        """A mutable write the holders refused as a conflict: forget our copy of it, so that
+        we neither serve nor republish a version the network rejected."""
+        r = op.payload
+        if not isinstance(r, Record) or r.kind is not RecordKind.MUTABLE:
+            return
+        if not any(x in LOST_WRITE_REASONS for x in op.reasons):
+            return
+        self.records.discard(r)
+        if self.authored.get(r.key, (None, 0.0))[0] == r:
+            del self.authored[r.key]
 
     def _start_write(self, op: WriteOp, targets: list[NodeId], now: float) -> None:
         op.begin(targets, self.config)
@@ -591,7 +608,10 @@ class DhtProtocol:
         if op.done:
             return
         op.done = True
-        self._complete(op, op.result(now), now)
+        result = op.result(now)
+        if not result.ok:
+            self._drop_lost(op, now)
+        self._complete(op, result, now)
 
     # == liveness =================================================================================
 

@@ -153,6 +153,15 @@ class RecordStore:
         heapq.heappush(self._heap, (new.expires_at, record.key))
         return PutResult.STORED
 
+    def discard(self, record: Record) -> bool:
+        """Delete ``record`` if it is the one held at its key (the heap entry goes stale)."""
+        e = self._entries.get(record.key)
+        if e is None or e.record != record:
+            return False
+        del self._entries[record.key]
+        self.ledger.release(e.cost, record.pub, e.peer)
+        return True
+
     def get(self, key: bytes, now: float) -> Record | None:
         e = self._entries.get(key)
         if e is None or e.expires_at <= now:
