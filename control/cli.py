@@ -21,6 +21,7 @@ from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 import typer
 
+from control.cli_input import hex_bytes, hex_key_address, is_address, read_value, text_key
 from control.cli_options import (
     DEFAULT_TIMEOUT_S,
     Options,
@@ -31,8 +32,8 @@ from control.cli_options import (
     node_id_arg,
 )
 from control.client import ControlClient, EventSubscriber
-from control.commands import COMMAND_LIST, ArgSpec, ArgType, CommandSpec
-from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
+from control.commands import COMMAND_LIST, COMMANDS, ArgSpec, ArgType, CommandSpec
+from control.errors import ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
 from control.limits import MAX_PORT
 from control.render import format_event, render_result, short, to_json
 from control.shell import Shell
@@ -233,8 +234,6 @@ def _show(opts: Options, cmd: str, result: Mapping[str, Any]) -> None:
 # -- node commands, generated from the command table ----------------------------------------
 
 _HELP_NOTES: Final = {
-    "store": " (VALUE is stored as UTF-8)",
-    "get": " (prints the value; --json for details)",
     "lookup": "; --follow joins and streams new peers",
 }
 
@@ -308,10 +307,109 @@ def cmd_lookup(
                 typer.echo(f"- {payload.get('peer')} ({payload.get('reason')})")
 
 
+# -- records: store, get, put (written out: values from files/stdin, keys in hex) ------------
+
+ValueArg = Annotated[
+    str | None, typer.Argument(metavar="VALUE", help="the value; - reads stdin (or --file).")
+]
+FileOpt = Annotated[
+    str | None, typer.Option("--file", "-F", metavar="PATH", help="read the value from a file.")
+]
+KeyHexOpt = Annotated[
+    bool, typer.Option("--key-hex", help="KEY (or NAME) is the hex of arbitrary bytes.")
+]
+# Commands dhtctl offers through another (written out below): the table entry -> dhtctl command.
+SERVED_BY: Final = {
+    "store_at": "store",  # store --key-hex
+    "get_address": "get",  # get ADDRESS, get --key-hex
+    "put_mutable": "put",
+    "put_immutable": "put",
+}
+
+
+def cmd_store(
+    opts: Options,
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    value: ValueArg = None,
+    file: FileOpt = None,
+    key_hex: KeyHexOpt = False,
+) -> None:
+    data = read_value(value, file)
+    if key_hex:
+        _show(opts, "store", _call(opts, "store_at", address=hex_key_address(key), value=data))
+    else:
+        _show(opts, "store", _call(opts, "store", key=text_key(key), value=data))
+
+
+def cmd_get(
+    opts: Options,
+    key: Annotated[str, typer.Argument(metavar="KEY|ADDRESS")],
+    key_hex: KeyHexOpt = False,
+) -> None:
+    if key_hex:
+        _show(opts, "get", _call(opts, "get_address", address=hex_key_address(key)))
+        return
+    if is_address(key):  # an address printed by put (any record kind), else a key string
+        try:
+            _show(opts, "get", _call(opts, "get_address", address=key.lower()))
+            return
+        except RemoteError as exc:
+            if exc.code != ErrorCode.NOT_FOUND:
+                raise
+    _show(opts, "get", _call(opts, "get", key=text_key(key)))
+
+
+def cmd_put(
+    opts: Options,
+    args: Annotated[
+        list[str] | None, typer.Argument(metavar="[NAME] VALUE", help="see the options.")
+    ] = None,
+    mutable: Annotated[
+        bool, typer.Option("--mutable", help="NAME VALUE: this node's record NAME.")
+    ] = False,
+    immutable: Annotated[
+        bool, typer.Option("--immutable", help="VALUE: stored under its hash.")
+    ] = False,
+    seq: Annotated[
+        int | None, typer.Option("--seq", min=0, help="sequence number (default: next).")
+    ] = None,
+    cas: Annotated[
+        int | None, typer.Option("--cas", min=0, help="only if the holders have this seq.")
+    ] = None,
+    file: FileOpt = None,
+    key_hex: KeyHexOpt = False,
+) -> None:
+    words = list(args or [])
+    if mutable == immutable:
+        raise UsageFailure("put needs exactly one of --mutable NAME VALUE or --immutable VALUE")
+    if immutable:
+        if seq is not None or cas is not None or key_hex:
+            raise UsageFailure("--seq, --cas and --key-hex apply to --mutable only")
+        if len(words) > 1:
+            raise UsageFailure("put --immutable takes one VALUE (or --file PATH)")
+        data = read_value(words[0] if words else None, file)
+        _show(opts, "put_immutable", _call(opts, "put_immutable", value=data))
+        return
+    if not words or len(words) > 2:
+        raise UsageFailure("put --mutable takes NAME VALUE (or NAME --file PATH)")
+    name = hex_bytes(words[0], "name") if key_hex else text_key(words[0]).encode("utf-8")
+    data = read_value(words[1] if len(words) > 1 else None, file)
+    result = _call(opts, "put_mutable", name=name, value=data, seq=seq, cas=cas)
+    _show(opts, "put_mutable", result)
+
+
+_STORE_NOTE: Final = " (open namespace; VALUE, - for stdin, or --file; --key-hex)"
+_command(app, "store", COMMANDS["store"].help + _STORE_NOTE)(cmd_store)
+_command(app, "get", COMMANDS["get"].help + ", or of an ADDRESS printed by put")(cmd_get)
+_command(
+    app, "put", "store an owned record: --mutable NAME VALUE (prints its address), "
+    "--immutable VALUE (prints its hash)",
+)(cmd_put)  # fmt: skip
+
 for _spec in COMMAND_LIST:
     if _spec.name == "lookup":  # --follow streams events: written out above
         _command(app, "lookup", _spec.help + _HELP_NOTES["lookup"])(cmd_lookup)
-    else:
+    elif _spec.name not in {"store", "get", *SERVED_BY}:
         _node_command(_spec)
 
 

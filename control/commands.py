@@ -33,6 +33,7 @@ class ArgType(StrEnum):
     BYTES = "bytes"  # msgpack bin, <= MAX_VALUE_BYTES
     PORT = "port"  # int 0..65535 or nil
     MAP = "map"  # map with str keys, or nil; encoded size <= MAX_VALUE_BYTES
+    UINT = "uint"  # int 0..2^64-1, or nil
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ TopicArg = Annotated[str, Arg(ArgType.KEY, "topic name (hashed with SHA-256)")]
 ValueArg = Annotated[bytes, Arg(ArgType.BYTES, "value bytes (<= 32 KiB)")]
 PortArg = Annotated[int | None, Arg(ArgType.PORT, "service port to advertise")]
 MetaArg = Annotated[dict[str, Any] | None, Arg(ArgType.MAP, "metadata map to advertise")]
+AddressArg = Annotated[str, Arg(ArgType.NODE_ID, "DHT address (raw key), 64 hex digits")]
+NameArg = Annotated[bytes, Arg(ArgType.BYTES, "record name (salt), <= 64 bytes")]
+SeqArg = Annotated[int | None, Arg(ArgType.UINT, "sequence number (default: next)")]
+CasArg = Annotated[int | None, Arg(ArgType.UINT, "only if the holders have this seq")]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Result]])
 HELP_ATTR: Final = "__command_help__"
@@ -99,6 +104,20 @@ class NodeAPI(Protocol):
 
     @command("fetch the value of a key")
     async def get(self, *, key: KeyArg) -> Result: ...
+
+    @command("store a value under a raw DHT key (open namespace)")
+    async def store_at(self, *, address: AddressArg, value: ValueArg) -> Result: ...
+
+    @command("write this node's mutable record NAME (result: its address and seq)")
+    async def put_mutable(
+        self, *, name: NameArg, value: ValueArg, seq: SeqArg, cas: CasArg
+    ) -> Result: ...
+
+    @command("store a value under its hash (result: the address)")
+    async def put_immutable(self, *, value: ValueArg) -> Result: ...
+
+    @command("fetch the record at an address, any kind, verified")
+    async def get_address(self, *, address: AddressArg) -> Result: ...
 
     @command("counters, latencies and sizes")
     async def stats(self) -> Result: ...

@@ -32,6 +32,9 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     QUORUM_NOT_MET = "quorum_not_met"
+    CONFLICT = "conflict"  # a mutable write lost: cas_mismatch / seq_not_newer at the holders
+    QUOTA = "quota"  # the holders refused the write for a quota
+    RATE_LIMITED = "rate_limited"  # the holders refused the write: this node sends too fast
     NODE_UNAVAILABLE = "node_unavailable"
     INTERNAL = "internal"
 

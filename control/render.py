@@ -180,7 +180,11 @@ _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
         else f"not connected to {r.get('id')}"
     ),
     "store": _store,
+    "store_at": _store,
+    "put_mutable": lambda r: str(r.get("address")),
+    "put_immutable": lambda r: str(r.get("address")),
     "get": lambda r: value_text(r.get("value", b"")),
+    "get_address": lambda r: value_text(r.get("value", b"")),
     "announce": _announce,
     "unannounce": lambda r: f"{'left' if r.get('left') else 'was not in'} {r.get('topic')}",
     "lookup": _lookup,

@@ -149,6 +149,12 @@ def _check_arg(spec: ArgSpec, value: object, cmd: str) -> object:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PORT:
             raise CommandError(ErrorCode.BAD_ARGS, f"{where} must be a port number 0..{MAX_PORT}")
         return value
+    if spec.type is ArgType.UINT:
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 64:
+            raise CommandError(ErrorCode.BAD_ARGS, f"{where} must be an integer 0..2^64-1")
+        return value
     # ArgType.MAP
     if value is None:
         return None

@@ -104,7 +104,7 @@ def _shell_args(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             rest = []
         elif arg.type is ArgType.NODE_ID:
             args[arg.name] = node_id_arg(rest.pop(0))
-        elif arg.type is ArgType.PORT:
+        elif arg.type in (ArgType.PORT, ArgType.UINT):
             word = rest.pop(0)
             try:
                 args[arg.name] = int(word)

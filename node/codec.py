@@ -5,8 +5,10 @@ the arity, every field's type and every length before building a message; anythi
 ``DecodeError`` (never another exception), which the protocol counts against the sender.
 HELLO is the one message that may carry more fields than it defines (a later minor version may
 append some; they are ignored), so that a peer of another version is still understood well
-enough to be refused with a reason. Records travel as ``[key, data, ts, public_key, sig]``;
-provider records as ``[topic, ts, port, leave, meta, public_key, sig]``; node ids as 32-byte bins.
+enough to be refused with a reason. Open records travel as ``[key, data, ts, public_key, sig]``
+(in STORE, FIND_NODE_STORE and VALUE); typed records (PUT, RECORD) as
+``[kind, key, data, ts, seq, salt, public_key, sig]``; provider records as
+``[topic, ts, port, leave, meta, public_key, sig]``; node ids as 32-byte bins.
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ from node.messages import (
     Peers,
     Ping,
     Pong,
+    Put,
+    PutAck,
+    RecordValue,
+    Refused,
     Signal,
     Store,
     StoreAck,
     Value,
     WriteAck,
 )
-from node.records import ProviderRecord, Record
+from node.owned import MAX_SALT_BYTES
+from node.records import ProviderRecord, Record, RecordKind
 
 MAX_NODES_PER_MESSAGE = 64
 MAX_PROVIDERS_PER_MESSAGE = 64
@@ -66,6 +73,16 @@ class EncodeError(LocalError, ValueError):
 
 def _rec(r: Record) -> list[Any]:
     return [r.key, r.data, r.ts, r.public_key, r.sig]
+
+
+def _trec(r: Record) -> list[Any]:
+    return [int(r.kind), r.key, r.data, r.ts, r.seq, r.salt, r.public_key, r.sig]
+
+
+def encode_record(r: Record) -> bytes:
+    """One record of any kind as bytes (for storage layers; ``decode_record`` reverses it)."""
+    data: bytes = msgpack.packb(_trec(r), use_bin_type=True)
+    return data
 
 
 def _prov(p: ProviderRecord) -> list[Any]:
@@ -92,6 +109,8 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, m.target, _rec(m.record)]
         case NodesAck():
             return [m.rid, list(m.nodes), m.ok, m.reason[:MAX_REASON_CHARS]]
+        case PutAck():
+            return [m.rid, m.ok, m.reason[:MAX_REASON_CHARS], m.seq]
         case WriteAck():
             return [m.rid, m.ok, m.reason[:MAX_REASON_CHARS]]
         case HasValue():
@@ -106,6 +125,12 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, m.topic]
         case Peers():
             return [m.rid, [_prov(p) for p in m.providers], list(m.nodes)]
+        case Put():
+            return [m.rid, _trec(m.record), m.cas, m.cached]
+        case RecordValue():
+            return [m.rid, _trec(m.record), list(m.nodes)]
+        case Refused():
+            return [m.rid, m.reason[:MAX_REASON_CHARS]]
     raise EncodeError(f"not a message: {type(m).__name__}")
 
 
@@ -180,6 +205,35 @@ def _record(v: Any) -> Record:
         public_key=_bin(v[3], "record public key", 32, exact=True),
         sig=_bin(v[4], "record sig", 64, exact=True),
     )
+
+
+def _typed_record(v: Any) -> Record:
+    if type(v) is not list or len(v) != 8:
+        raise DecodeError("record: expected [kind, key, data, ts, seq, salt, public_key, sig]")
+    kind = _int(v[0], "record kind", 0, max(RecordKind))
+    return Record(
+        key=_bin(v[1], "record key", ID_BYTES, exact=True),
+        data=_bin(v[2], "record data", MAX_RECORD_DATA_BYTES),
+        ts=_u64(v[3], "record ts"),
+        public_key=_bin(v[6], "record public key", 32),
+        sig=_bin(v[7], "record sig", 64),
+        kind=RecordKind(kind),
+        seq=_u64(v[4], "record seq"),
+        salt=_bin(v[5], "record salt", MAX_SALT_BYTES),
+    )
+
+
+def decode_record(data: bytes) -> Record:
+    """The record ``encode_record`` wrote, or ``DecodeError``."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, use_list=True, max_map_len=0, max_ext_len=0)
+    except Exception as exc:  # msgpack raises many unrelated types for bad input
+        raise DecodeError(f"not msgpack: {type(exc).__name__}") from exc
+    return _typed_record(obj)
+
+
+def _opt_u64(v: Any, what: str) -> int | None:
+    return None if v is None else _u64(v, what)
 
 
 def _provider(v: Any) -> ProviderRecord:
@@ -279,6 +333,29 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
             _str(f[3], "reason", MAX_REASON_CHARS),
             _ids(f[1]),
         ),
+    ),
+    MsgType.PUT: (
+        4,
+        lambda f: Put(
+            _u64(f[0], "rid"), _typed_record(f[1]), _opt_u64(f[2], "cas"), _bool(f[3], "cached")
+        ),
+    ),
+    MsgType.PUT_ACK: (
+        4,
+        lambda f: PutAck(
+            _u64(f[0], "rid"),
+            _bool(f[1], "ok"),
+            _str(f[2], "reason", MAX_REASON_CHARS),
+            _u64(f[3], "seq"),
+        ),
+    ),
+    MsgType.RECORD: (
+        3,
+        lambda f: RecordValue(_u64(f[0], "rid"), _typed_record(f[1]), _ids(f[2])),
+    ),
+    MsgType.REFUSED: (
+        2,
+        lambda f: Refused(_u64(f[0], "rid"), _str(f[1], "reason", MAX_REASON_CHARS)),
     ),
 }
 

@@ -45,6 +45,17 @@ class Config:
     max_record_data_bytes: int = MAX_RECORD_DATA_BYTES
     max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
 
+    # Quotas (node.quotas): bytes are record costs (data + salt + a fixed per-record overhead).
+    # The defaults keep a node's store under ~64 MiB on a small machine. 0 disables a rate limit.
+    max_store_bytes: int = 64 * 1024 * 1024
+    max_publisher_bytes: int = 16 * 1024 * 1024
+    max_publisher_records: int = 20_000
+    max_peer_bytes: int = 32 * 1024 * 1024
+    max_peer_records: int = 40_000
+    max_topics_per_announcer: int = 256
+    request_rate_per_peer: float = 400.0  # inbound requests a second, per sending peer
+    request_burst_per_peer: float = 800.0
+
     provider_ttl_s: float = 1200.0
     reannounce_interval_s: float = 300.0
     discovery_interval_s: float = 15.0

@@ -315,6 +315,10 @@ class NodeStats(Notice, topic="node.stats"):
     signaling_connected: bool
     topics_joined: int
     hellos_bad_version: int = 0
+    store_bytes: int = 0  # the record store's accounted bytes (node.quotas.record_cost)
+    refused: tuple[tuple[str, int], ...] = ()  # writes refused, by reason (quota, ...)
+    rate_limited: int = 0  # requests answered ``rate_limited``
+    rate_dropped: int = 0  # requests dropped unanswered (far over the rate)
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]
@@ -340,6 +344,11 @@ class NodeStats(Notice, topic="node.stats"):
             "hellos_bad_version": self.hellos_bad_version,
             "signaling_connected": self.signaling_connected,
             "topics_joined": self.topics_joined,
+            "store_bytes": self.store_bytes,
+            "refused": dict(self.refused),
+            "refused_quota": sum(n for r, n in self.refused if r == "quota"),
+            "rate_limited": self.rate_limited,
+            "rate_dropped": self.rate_dropped,
         }
 
 

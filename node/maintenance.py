@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from node.config import Config
 from node.events import MaintenanceRefresh, MaintenanceRepair, MaintenanceRepublish
 from node.ids import ID_BITS, NodeId, random_id_in_bucket
-from node.messages import HasValue, Store
-from node.operations import OpHost, OpKind, Purpose
+from node.messages import HasValue
+from node.operations import OpHost, OpKind, Purpose, record_request
 from node.records import Record, better
 from node.routing import RoutingTable
 from node.storage import RecordStore
@@ -225,7 +225,7 @@ class Maintenance:
             # (an expired entry is gone from storage: it is never re-replicated)
             if self._repair is not None:
                 self._repair.restored += 1
-            self.host.request(peer, Store(self.host.new_rid(), entry.record, False), now)
+            self.host.request(peer, record_request(self.host.new_rid(), entry.record, False), now)
         self._outstanding_done()
 
     def _outstanding_done(self, answered: int = 1) -> None:

@@ -40,6 +40,12 @@ class MsgType(enum.IntEnum):
     PEERS = 15
     FIND_NODE_STORE = 16
     NODES_ACK = 17
+    # 18-23: reserved. 24-29: owned records, quotas (docs/protocol.md).
+    PUT = 24
+    PUT_ACK = 25
+    # 26 reserved
+    RECORD = 27
+    REFUSED = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,19 +201,59 @@ class Peers(Rpc):
     type = MsgType.PEERS
 
 
-Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | FindNodeStore
-Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | NodesAck
+@dataclass(frozen=True, slots=True)
+class Put(Rpc):
+    """Store an owned (MUTABLE or IMMUTABLE) record; ``cas``: the seq the holder must hold."""
+
+    record: Record
+    cas: int | None
+    cached: bool
+    type = MsgType.PUT
+
+
+@dataclass(frozen=True, slots=True)
+class PutAck(WriteAck):
+    """``seq``: the seq the holder holds at that address after this write (0: none)."""
+
+    seq: int
+    type = MsgType.PUT_ACK
+
+
+@dataclass(frozen=True, slots=True)
+class RecordValue(Rpc):
+    """The answer to FIND_VALUE when the holder's record is an owned one."""
+
+    record: Record
+    nodes: tuple[NodeId, ...]
+    type = MsgType.RECORD
+
+
+@dataclass(frozen=True, slots=True)
+class Refused(Rpc):
+    """Any request refused without being served (``reason``: ``rate_limited``, ...)."""
+
+    reason: str
+    type = MsgType.REFUSED
+
+
+Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | FindNodeStore | Put
+Response = (
+    Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | NodesAck | PutAck
+    | RecordValue | Refused
+)  # fmt: skip
 Message = Hello | Request | Response | Signal
 
+_R = MsgType.REFUSED  # any request may be refused (rate limit)
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
-    MsgType.PING: (MsgType.PONG,),
-    MsgType.FIND_NODE: (MsgType.NODES,),
-    MsgType.FIND_VALUE: (MsgType.VALUE, MsgType.NODES),
-    MsgType.STORE: (MsgType.STORE_ACK,),
-    MsgType.HAS_VALUE: (MsgType.HAS_VALUE_ACK,),
-    MsgType.ANNOUNCE: (MsgType.ANNOUNCE_ACK,),
-    MsgType.GET_PEERS: (MsgType.PEERS,),
-    MsgType.FIND_NODE_STORE: (MsgType.NODES_ACK,),
+    MsgType.PING: (MsgType.PONG, _R),
+    MsgType.FIND_NODE: (MsgType.NODES, _R),
+    MsgType.FIND_VALUE: (MsgType.VALUE, MsgType.NODES, MsgType.RECORD, _R),
+    MsgType.STORE: (MsgType.STORE_ACK, _R),
+    MsgType.HAS_VALUE: (MsgType.HAS_VALUE_ACK, _R),
+    MsgType.ANNOUNCE: (MsgType.ANNOUNCE_ACK, _R),
+    MsgType.GET_PEERS: (MsgType.PEERS, _R),
+    MsgType.PUT: (MsgType.PUT_ACK, _R),
+    MsgType.FIND_NODE_STORE: (MsgType.NODES_ACK, _R),
 }
 
 

@@ -48,13 +48,24 @@ from node.messages import (
     Nodes,
     NodesAck,
     Peers,
+    Put,
+    RecordValue,
+    Refused,
     Request,
     Response,
     Store,
     Value,
     WriteAck,
 )
-from node.records import ProviderRecord, Record, better, validate_provider, validate_record
+from node.owned import Draft
+from node.records import (
+    ProviderRecord,
+    Record,
+    RecordKind,
+    better,
+    validate_provider,
+    validate_record,
+)
 
 TIMEOUT_REASON = "timeout"
 
@@ -111,14 +122,16 @@ class LookupOp(Op):
     providers: dict[NodeId, ProviderRecord] = field(default_factory=dict)
     provider_depth: int = 0
     then: WriteOp | None = None  # a write phase that runs on the lookup's result
+    collect: bool = False  # a write's FIND_VALUE: visit the k closest, keep the best value seen
 
     def request(self, rid: int) -> Request:
         if self.kind is OpKind.FIND_VALUE:
             return FindValue(rid, self.target)
         if self.kind is OpKind.GET_PEERS:
             return GetPeers(rid, self.target)
-        if self.then is not None and isinstance(self.then.payload, Record):
-            return FindNodeStore(rid, NodeId(self.target), self.then.payload)
+        payload = self.then.payload if self.then is not None else None
+        if isinstance(payload, Record) and payload.kind is RecordKind.OPEN:
+            return FindNodeStore(rid, NodeId(self.target), payload)
         return FindNode(rid, NodeId(self.target))
 
     @property
@@ -128,15 +141,15 @@ class LookupOp(Op):
 
     @property
     def settled(self) -> bool:
-        """A value was found and every answer in flight has arrived."""
-        return self.best_from is not None and self.it.in_flight == 0
+        """A value was found and every answer in flight has arrived (never when collecting)."""
+        return not self.collect and self.best_from is not None and self.it.in_flight == 0
 
     def on_response(self, peer: NodeId, msg: Response, wall_ms: int, config: Config) -> Answer:
         it = self.it
         nodes = msg.nodes if isinstance(msg, Nodes | Value | Peers | NodesAck) else ()
         if isinstance(msg, NodesAck) and self.then is not None:
             self.then.early[peer] = (msg.ok, msg.reason)
-        if isinstance(msg, Value):
+        if isinstance(msg, Value | RecordValue):
             r = msg.record
             reason = None if r.key == self.target else "record for another key"
             reason = reason or validate_record(
@@ -147,9 +160,11 @@ class LookupOp(Op):
                 it.on_success(peer, nodes)
                 self.lacking.append(peer)
                 return Answer.REJECTED
-            it.on_success(peer, ())
+            it.on_success(peer, nodes if self.collect else ())
             if better(r, self.best) or (self.best_from is None and r == self.best):
                 self.best, self.best_from = r, peer
+            if self.collect:
+                return Answer.PROGRESS
             if it.finished:
                 return Answer.PROGRESS
             it.finish()
@@ -206,7 +221,7 @@ class LookupOp(Op):
 
     def cache_target(self) -> NodeId | None:
         """Where a found value is cached: the closest peer that answered without it."""
-        if self.best is None or self.best_from is None or not self.lacking:
+        if self.collect or self.best is None or self.best_from is None or not self.lacking:
             return None
         t = as_int(self.target)
         return min(set(self.lacking), key=lambda p: as_int(p) ^ t)
@@ -214,9 +229,11 @@ class LookupOp(Op):
 
 @dataclass(slots=True, kw_only=True)
 class WriteOp(Op):
-    """The write phase of a store (``payload`` a ``Record``) or an announce (a provider)."""
+    """The write phase of a store or put (``payload`` a ``Record``) or an announce (a provider).
+    With a ``draft``, ``payload`` is only set (signed) when the lookup ends (``owned.finalize``)."""
 
-    payload: Record | ProviderRecord
+    payload: Record | ProviderRecord | None
+    draft: Draft | None = None
     targets: list[NodeId] = field(default_factory=list)
     acks: int = 0
     answered: int = 0
@@ -241,9 +258,11 @@ class WriteOp(Op):
         return need
 
     def request(self, rid: int) -> Request:
-        if isinstance(self.payload, Record):
-            return Store(rid, self.payload, False)
-        return Announce(rid, self.payload)
+        p = self.payload
+        if isinstance(p, Record):
+            return record_request(rid, p, False, self.draft.cas if self.draft else None)
+        assert p is not None, "a draft is signed before its write phase starts"
+        return Announce(rid, p)
 
     def _count(self, ok: bool, reason: str) -> None:
         self.answered += 1
@@ -255,6 +274,8 @@ class WriteOp(Op):
     def on_answer(self, msg: Response) -> None:
         if isinstance(msg, WriteAck):
             self._count(msg.ok, msg.reason)
+        elif isinstance(msg, Refused):
+            self._count(False, msg.reason)
         else:
             self.answered += 1
 
@@ -271,12 +292,20 @@ class WriteOp(Op):
         ok = self.acks >= self.quorum
         duration = now - self.started
         p = self.payload
+        assert p is not None, "a draft is signed before its write phase starts"
         if isinstance(p, Record):
             n = len(self.targets)
             reasons = tuple(self.reasons)
             return StoreResult(p.key, ok, self.acks, n, self.quorum, duration, p, reasons)
         n = len(self.targets)
         return AnnounceResult(p.topic, ok, self.acks, n, self.quorum, p.leave, duration)
+
+
+def record_request(rid: int, r: Record, cached: bool, cas: int | None = None) -> Store | Put:
+    """The request that writes ``r``: STORE for an open record, PUT for an owned one."""
+    if r.kind is RecordKind.OPEN:
+        return Store(rid, r, cached)
+    return Put(rid, r, cas, cached)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -319,7 +348,9 @@ class OpHost(Protocol):
 
     def lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> int: ...
 
-    def write(self, payload: Record | ProviderRecord, now: float, purpose: Purpose) -> int: ...
+    def write(
+        self, payload: Record | ProviderRecord | Draft, now: float, purpose: Purpose
+    ) -> int: ...
 
     def request(self, peer: NodeId, msg: Request, now: float) -> None:
         """Send a request that belongs to no operation (its answer goes to maintenance)."""

@@ -61,17 +61,29 @@ from node.messages import (
     Message,
     Outgoing,
     Ping,
+    Refused,
     Request,
     Response,
     Signal,
-    Store,
 )
-from node.operations import Answer, LookupOp, Op, OpKind, OpTable, PingOp, Purpose, WriteOp
+from node.operations import (
+    Answer,
+    LookupOp,
+    Op,
+    OpKind,
+    OpTable,
+    PingOp,
+    Purpose,
+    WriteOp,
+    record_request,
+)
+from node.owned import Draft, finalize, immutable_draft, mutable_draft, open_draft
+from node.quotas import RATE_LIMITED, RateLimiter, StoreLimits, Verdict
 from node.records import (
     ProviderRecord,
     Record,
+    RecordKind,
     sign_provider,
-    sign_record,
 )
 from node.relay import Forward, SignalRelay
 from node.requests import Pending, RequestTable, TimerKind, Timers
@@ -85,6 +97,7 @@ __all__ = ["DhtProtocol", "JoinedTopic", "Outgoing", "Stats"]
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
+LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
 
 
 @dataclass(slots=True)
@@ -98,6 +111,9 @@ class Stats:
     lookup_hops: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     requests_failed: int = 0
     records_rejected: int = 0
+    rate_limited: int = 0  # requests refused with ``rate_limited``
+    rate_dropped: int = 0  # requests dropped unanswered (a peer far over its rate)
+    refused_by_peers: int = 0  # our requests that peers refused (REFUSED)
 
 
 class DhtProtocol:
@@ -116,8 +132,22 @@ class DhtProtocol:
         self.wall_offset_s = wall_offset_s
         self.started = now
         self.table = RoutingTable(self.id, config.k, now)
-        self.records = RecordStore(config.record_ttl_s, config.cache_ttl_s, config.max_records)
-        self.providers = ProviderStore(config.provider_ttl_s, config.max_providers_per_topic)
+        limits = StoreLimits(
+            config.max_store_bytes,
+            config.max_publisher_bytes,
+            config.max_publisher_records,
+            config.max_peer_bytes,
+            config.max_peer_records,
+        )
+        self.records = RecordStore(
+            config.record_ttl_s, config.cache_ttl_s, config.max_records, limits
+        )
+        self.providers = ProviderStore(
+            config.provider_ttl_s,
+            config.max_providers_per_topic,
+            max_per_announcer=config.max_topics_per_announcer,
+        )
+        self.limiter = RateLimiter(config.request_rate_per_peer, config.request_burst_per_peer)
         self.stats = Stats()
         self.connected: set[NodeId] = set()
         self.last_heard: dict[NodeId, float] = {}
@@ -205,6 +235,10 @@ class DhtProtocol:
         self.stats.messages_in[msg.type.name] += 1
         self._heard(peer, now)
         if isinstance(msg, Request):
+            verdict = self.limiter.check(peer, now)
+            if verdict is not Verdict.ALLOW:
+                self._rate_limited(peer, msg, verdict)
+                return
             reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
             if reply.rejected:
                 self.stats.records_rejected += 1
@@ -217,6 +251,18 @@ class DhtProtocol:
             self._on_signal(peer, msg)
         else:
             self.stats.dropped_unexpected += 1  # a HELLO after the handshake
+
+    def _rate_limited(self, peer: NodeId, msg: Request, verdict: Verdict) -> None:
+        if verdict is Verdict.REFUSE:
+            self.stats.rate_limited += 1
+            self._send(peer, Refused(msg.rid, RATE_LIMITED))
+        else:
+            self.stats.rate_dropped += 1
+
+    @property
+    def refusals(self) -> Counter[str]:
+        """Writes this node refused, by reason (``quota``, ``seq_not_newer``, ...)."""
+        return self.responder.refusals
 
     def _malformed(self, peer: NodeId, reason: str) -> None:
         self.stats.dropped_malformed += 1
@@ -256,9 +302,17 @@ class DhtProtocol:
             self.stats.dropped_unexpected += 1
             return
         op = self._ops.get(p.op_id)
+        if isinstance(msg, Refused):
+            self.stats.refused_by_peers += 1
+            if isinstance(op, LookupOp):  # the peer is alive, merely busy: not a failure
+                op.it.on_failure(p.peer)
+                self._step_lookup(op, now)
+                return
         if op is None:
             if isinstance(msg, HasValueAck) and isinstance(p.request, HasValue):
                 self.maintenance.repair_answered(p.peer, p.request, msg.has, now)
+            elif isinstance(p.request, HasValue):
+                self.maintenance.repair_failed(p.request, now)
             return
         if isinstance(op, LookupOp):
             self._lookup_response(op, peer, msg, now)
@@ -379,12 +433,20 @@ class DhtProtocol:
         return self.lookup(OpKind.GET_PEERS, topic, now, Purpose.USER)
 
     def store(self, key: bytes, data: bytes, now: float) -> int:
-        """Sign and store ``data`` under ``key`` (a 32-byte DHT key)."""
-        ts = self.wall_ms(now)
-        prev = self.records.get(key, now)
-        if prev is not None and prev.ts >= ts:
-            ts = prev.ts + 1  # keep our own writes ordered even within one millisecond
-        return self.write(sign_record(self.identity, key, data, ts), now, Purpose.USER)
+        """Sign and store ``data`` under ``key`` (a 32-byte DHT key), with a ts above every ts
+        the write's lookup sees there (``owned.finalize``: the open-namespace rule)."""
+        return self.write(open_draft(key, data), now, Purpose.USER)
+
+    def put_mutable(
+        self, salt: bytes, data: bytes, now: float, seq: int | None = None, cas: int | None = None
+    ) -> int:
+        """Write our mutable record named ``salt`` (next seq unless ``seq``; CAS on ``cas``)."""
+        draft = mutable_draft(self.identity.public_key, salt, data, seq, cas)
+        return self.write(draft, now, Purpose.USER)
+
+    def put_immutable(self, data: bytes, now: float) -> int:
+        """Store ``data`` under its hash."""
+        return self.write(immutable_draft(data), now, Purpose.USER)
 
     def announce(
         self, topic: bytes, port: int | None, meta: bytes, now: float, leave: bool = False
@@ -474,32 +536,70 @@ class DhtProtocol:
         self._events.append(done)
         cache_at = op.cache_target()
         if cache_at is not None and op.best is not None:
-            self._request(cache_at, Store(self.new_rid(), op.best, True), None, now)
+            self._request(cache_at, record_request(self.new_rid(), op.best, True), None, now)
         if op.then is not None:
             self._ops.pop(op.op_id)
             closest = [c for c in op.it.closest_succeeded() if c != self.id]
-            self._start_write(op.then, closest, now)
+            then = op.then
+            if then.draft is not None and then.payload is None:
+                then.payload = finalize(then.draft, self.identity, op.best, self.wall_ms(now))
+                self._keep_own(then.payload, now, then.draft.cas)
+            self._start_write(then, closest, now)
         else:
             self._complete(op, op.result(done), now)
 
     # == writes: store and announce ===============================================================
 
-    def write(self, payload: Record | ProviderRecord, now: float, purpose: Purpose) -> int:
-        """Keep ``payload`` here, find the k closest, send it to them (one path for both)."""
+    def write(self, payload: Record | ProviderRecord | Draft, now: float, purpose: Purpose) -> int:
+        """Keep ``payload`` here, find the k closest, send it to them (one path for every kind).
+
+        A ``Draft`` (a new store or put) is signed when its lookup ends: that lookup is a
+        collecting FIND_VALUE, so the record is built on the best one the k closest hold (the
+        next seq, a ts above theirs). A ready ``Record`` (a republish) only needs the k closest.
+        """
+        draft = payload if isinstance(payload, Draft) else None
         if isinstance(payload, Record):
-            if self.records.put(payload, now) is PutResult.STORED:
-                self._events.append(RecordStored(payload, False, True, None))
-            self.maintenance.authored_record(payload, now)
+            self._keep_own(payload, now)
             key = payload.key
-        else:
+        elif isinstance(payload, ProviderRecord):
             self.providers.put(payload, now)
             key = payload.topic
-        write = WriteOp(op_id=self._ops.new_id(), started=now, purpose=purpose, payload=payload)
-        lookup = self._new_lookup(OpKind.FIND_NODE, key, now, Purpose.WRITE)
+        else:
+            key = payload.key
+        signed = None if isinstance(payload, Draft) else payload
+        write = WriteOp(
+            op_id=self._ops.new_id(), started=now, purpose=purpose, payload=signed, draft=draft
+        )
+        kind = OpKind.FIND_NODE if draft is None else OpKind.FIND_VALUE
+        lookup = self._new_lookup(kind, key, now, Purpose.WRITE)
+        if draft is not None:
+            lookup.collect = True
+            lookup.best = self.records.get(key, now)
         lookup.then = write
         self._ops.add(write)
         self._step_lookup(lookup, now)
         return write.op_id
+
+    def _keep_own(self, record: Record, now: float, cas: int | None = None) -> None:
+        """Our own record: keep a copy and republish it — unless our own store refuses it as a
+        holder would (a lost CAS, a seq below ours): then it only goes out to be refused."""
+        result = self.records.put(record, now, cas=cas)
+        if result is PutResult.STORED:
+            self._events.append(RecordStored(record, False, True, None))
+        if result.value not in LOST_WRITE_REASONS:
+            self.maintenance.authored_record(record, now)
+
+    def _drop_lost(self, op: WriteOp, now: float) -> None:
+        """A mutable write the holders refused as a conflict: forget our copy of it, so that
+        we neither serve nor republish a version the network rejected."""
+        r = op.payload
+        if not isinstance(r, Record) or r.kind is not RecordKind.MUTABLE:
+            return
+        if not any(x in LOST_WRITE_REASONS for x in op.reasons):
+            return
+        self.records.discard(r)
+        if self.authored.get(r.key, (None, 0.0))[0] == r:
+            del self.authored[r.key]
 
     def _start_write(self, op: WriteOp, targets: list[NodeId], now: float) -> None:
         for peer in op.begin(targets, self.config):
@@ -516,7 +616,10 @@ class DhtProtocol:
         if op.done:
             return
         op.done = True
-        self._complete(op, op.result(now), now)
+        result = op.result(now)
+        if not result.ok:
+            self._drop_lost(op, now)
+        self._complete(op, result, now)
 
     # == liveness =================================================================================
 

@@ -1,6 +1,10 @@
 """Signed value records and signed topic-provider records.
 
-A ``Record`` is the unit of storage: ``(key, data, ts, pub)`` signed by the publisher. ``pub`` is
+A ``Record`` is the unit of storage: ``(key, data, ts, pub)`` signed by the publisher. It has a
+``kind`` (``RecordKind``): OPEN records (the ``store KEY VALUE`` namespace, anyone may write any
+key), MUTABLE records (owned: the key is derived from the publisher's key and a salt, ordered by
+a sequence number) and IMMUTABLE records (the key is the hash of the value). The owned kinds'
+rules live in ``node.owned``; docs/design-notes.md states what each namespace guarantees. ``pub`` is
 never sent: it is derived from ``public_key`` (pub = SHA-256(public key)), so a record cannot claim
 someone else's ID. The total order of records for one key is ``record_order`` — higher ``ts`` wins,
 ties broken by the higher ``pub`` — and it is the only ordering used anywhere (storage, lookups,
@@ -14,6 +18,7 @@ reason string.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections import OrderedDict
@@ -65,6 +70,18 @@ def _record_payload(key: bytes, ts: int, data: bytes) -> bytes:
     return DOMAIN_RECORD + key + ts.to_bytes(8, "big") + data
 
 
+class RecordKind(enum.IntEnum):
+    """What a record's key means and who may write it (the wire value is the int)."""
+
+    OPEN = 0  # any key, any publisher; last write wins (see design-notes "Open namespace")
+    MUTABLE = 1  # key = H(publisher key, salt); only that key's holder writes; seq only grows
+    IMMUTABLE = 2  # key = H(value); no signature; every holder checks the hash
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     key: bytes
@@ -72,6 +89,9 @@ class Record:
     ts: int
     public_key: bytes
     sig: bytes
+    kind: RecordKind = RecordKind.OPEN
+    seq: int = 0  # MUTABLE only
+    salt: bytes = b""  # MUTABLE only: the name the address is derived from
     pub: NodeId = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,9 +102,11 @@ def sign_record(identity: Identity, key: bytes, data: bytes, ts: int) -> Record:
     return Record(key, data, ts, identity.public_key, identity.sign(_record_payload(key, ts, data)))
 
 
-def record_order(r: Record) -> tuple[int, bytes]:
-    """Sort key: higher is better (newer ts, then higher publisher ID)."""
-    return (r.ts, r.pub)
+def record_order(r: Record) -> tuple[int, int, int, bytes]:
+    """Sort key: higher is better. An owned record (mutable or immutable: their addresses never
+    collide) beats an open one at the same key; then the higher seq (mutable), then the newer
+    ts, then the higher publisher ID."""
+    return (0 if r.kind is RecordKind.OPEN else 1, r.seq, r.ts, r.pub)
 
 
 def better(a: Record, b: Record | None) -> bool:
@@ -123,6 +145,12 @@ def validate_record(
     max_data_bytes: int = MAX_RECORD_DATA_BYTES,
     max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
 ) -> str | None:
+    if r.kind is not RecordKind.OPEN:
+        from node.owned import validate_owned  # the owned kinds' rules build on this module
+
+        return validate_owned(r, now_ms, max_data_bytes, max_future_skew_ms)
+    if r.seq or r.salt:
+        return "malformed open record (seq or salt set)"
     reason = _check_signed_fields(r.key, "key", r.public_key, r.sig, r.ts)
     if reason is not None:
         return reason

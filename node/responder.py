@@ -9,10 +9,14 @@ Rules:
 - FIND_NODE_STORE is answered like FIND_NODE and, when this node counts itself among the ``k``
   closest to the key (its table holds fewer than ``k`` contacts closer than itself), the record
   is stored exactly as a STORE would store it; otherwise the answer says ``NOT_CLOSEST``.
+- PUT carries an owned record (``node.owned``) and an optional CAS; its ack reports the seq held
+  afterwards. FIND_VALUE answers VALUE for an open record and RECORD for an owned one.
+- Every refusal reason is counted in ``refusals`` (``quota``, ``seq_not_newer``, ...).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from node import messages as wire
@@ -20,7 +24,7 @@ from node.codec import MAX_PROVIDERS_PER_MESSAGE
 from node.config import Config
 from node.events import RecordStored
 from node.ids import NodeId, as_int
-from node.records import Record, validate_provider, validate_record
+from node.records import Record, RecordKind, validate_provider, validate_record
 from node.routing import RoutingTable
 from node.storage import ProviderStore, PutResult, RecordStore
 
@@ -42,6 +46,7 @@ class Responder:
     ) -> None:
         self.config, self.table = config, table
         self.records, self.providers = records, providers
+        self.refusals: Counter[str] = Counter()
 
     def _closest(self, target: bytes, asker: NodeId) -> tuple[NodeId, ...]:
         return tuple(self.table.closest(target, self.config.k, exclude=asker))
@@ -57,9 +62,12 @@ class Responder:
                 nodes = self._closest(msg.key, peer)
                 if rec is None:
                     return Reply(wire.Nodes(msg.rid, nodes))
+                if rec.kind is not RecordKind.OPEN:
+                    return Reply(wire.RecordValue(msg.rid, rec, nodes))
                 return Reply(wire.Value(msg.rid, rec, nodes))
             case wire.Store():
-                return self._store(peer, msg.rid, msg.record, msg.cached, now, wall_ms, None)
+                ok, why, stored, bad = self._put(peer, msg.record, msg.cached, None, now, wall_ms)
+                return Reply(wire.StoreAck(msg.rid, ok, why), stored, bad)
             case wire.FindNodeStore():
                 nodes = self._closest(msg.target, peer)
                 if msg.record.key != msg.target:
@@ -67,7 +75,14 @@ class Responder:
                     return Reply(reply, rejected=True)
                 if not self._among_closest(msg.target):
                     return Reply(wire.NodesAck(msg.rid, False, wire.NOT_CLOSEST, nodes))
-                return self._store(peer, msg.rid, msg.record, False, now, wall_ms, nodes)
+                ok, why, stored, bad = self._put(peer, msg.record, False, None, now, wall_ms)
+                return Reply(wire.NodesAck(msg.rid, ok, why, nodes), stored, bad)
+            case wire.Put():
+                rec = msg.record
+                ok, why, stored, bad = self._put(peer, rec, msg.cached, msg.cas, now, wall_ms)
+                held = self.records.get(rec.key, now)
+                seq = held.seq if held is not None else 0
+                return Reply(wire.PutAck(msg.rid, ok, why, seq), stored, bad)
             case wire.HasValue():
                 has = self.records.has_same_or_better(msg.key, msg.ts, msg.pub, now)
                 return Reply(wire.HasValueAck(msg.rid, has))
@@ -76,8 +91,11 @@ class Responder:
                     msg.provider, wall_ms, max_future_skew_ms=self.config.max_future_skew_ms
                 )
                 if reason is not None:
+                    self.refusals["invalid"] += 1
                     return Reply(wire.AnnounceAck(msg.rid, False, reason), rejected=True)
                 result = self.providers.put(msg.provider, now)
+                if not result.ok:
+                    self.refusals[result.value] += 1
                 return Reply(wire.AnnounceAck(msg.rid, result.ok, result.value))
             case wire.GetPeers():
                 provs = tuple(self.providers.get(msg.topic, now, include_leaves=True))
@@ -93,34 +111,27 @@ class Responder:
         t = as_int(key)
         return as_int(self.table.own_id) ^ t < as_int(closest[-1]) ^ t
 
-    def _store(
-        self,
-        peer: NodeId,
-        rid: int,
-        record: Record,
-        cached: bool,
-        now: float,
-        wall_ms: int,
-        nodes: tuple[NodeId, ...] | None,
-    ) -> Reply:
-        """Validate and keep ``record``; the answer is a STORE_ACK, or with ``nodes`` a
-        NODES_ACK."""
-
-        def ack(ok: bool, reason: str) -> wire.StoreAck | wire.NodesAck:
-            if nodes is None:
-                return wire.StoreAck(rid, ok, reason)
-            return wire.NodesAck(rid, ok, reason, nodes)
-
+    def _put(
+        self, peer: NodeId, record: Record, cached: bool, cas: int | None, now: float, wall_ms: int
+    ) -> tuple[bool, str, RecordStored | None, bool]:
+        """Validate and store one record: (ok, reason, what changed, invalid)."""
         reason = validate_record(
             record,
             wall_ms,
             max_data_bytes=self.config.max_record_data_bytes,
             max_future_skew_ms=self.config.max_future_skew_ms,
         )
+        if reason is None and cas is not None and record.kind is not RecordKind.MUTABLE:
+            reason = "CAS applies to mutable records only"
         if reason is not None:
-            return Reply(ack(False, reason), rejected=True)
-        result = self.records.put(record, now, cached=cached)
+            self.refusals["invalid"] += 1
+            return False, reason, None, True
+        result = self.records.put(record, now, cached=cached, peer=peer, cas=cas)
+        if not result.ok:
+            self.refusals[result.value] += 1
+            detail = self.records.last_reason if result is PutResult.QUOTA else result.value
+            return False, detail, None, False
         stored = None
         if result is PutResult.STORED:
             stored = RecordStored(record, cached, False, peer)
-        return Reply(ack(result.ok, result.value), stored)
+        return True, result.value, stored, False

@@ -49,7 +49,10 @@ from node.events import (
 )
 from node.identity import Identity
 from node.ids import NodeId, key_id, short_id
+from node.operations import Purpose
+from node.owned import MAX_SALT_BYTES
 from node.protocol import DhtProtocol
+from node.records import Record
 from node.signaling_port import SignalingFactory, SignalingHandlers, SignalingPort
 from node.tasks import TaskSet
 from node.transport.base import Transport
@@ -468,18 +471,51 @@ class NodeRuntime:
     async def find_node(self, target: NodeId) -> FindNodeResult:
         return await self._op(lambda p, now: p.find_node(target, now), FindNodeResult)
 
-    async def store_value(self, key: str, value: bytes) -> StoreResult:
-        """Store on the k closest; the result says whether the quorum was met."""
+    def _check_value(self, value: bytes) -> None:
         limit = self.config.max_record_data_bytes
         if len(value) > limit:
             raise TooLarge(f"value of {len(value)} bytes exceeds {limit}")
+
+    async def store_value(self, key: str, value: bytes) -> StoreResult:
+        """Store on the k closest; the result says whether the quorum was met."""
         kid = key_id(key)
         self._key_names[kid] = key
-        return await self._op(lambda p, now: p.store(kid, value, now), StoreResult)
+        return await self.store_at(kid, value)
+
+    async def store_at(self, address: bytes, value: bytes) -> StoreResult:
+        """An open-namespace store under a raw 32-byte DHT key."""
+        self._check_value(value)
+        return await self._op(lambda p, now: p.store(address, value, now), StoreResult)
+
+    async def put_mutable(
+        self, name: bytes, value: bytes, seq: int | None, cas: int | None
+    ) -> StoreResult:
+        """Write our mutable record ``name`` (node.owned); its address is in the result."""
+        self._check_value(value)
+        if len(name) > MAX_SALT_BYTES:
+            raise BadArgument(f"name of {len(name)} bytes exceeds {MAX_SALT_BYTES}")
+        for what, n in (("seq", seq), ("cas", cas)):
+            if n is not None and not 0 <= n < 1 << 64:
+                raise BadArgument(f"{what} must be in 0..2^64-1")
+        start = lambda p, now: p.put_mutable(name, value, now, seq, cas)  # noqa: E731
+        return await self._op(start, StoreResult)
+
+    async def put_immutable(self, value: bytes) -> StoreResult:
+        self._check_value(value)
+        return await self._op(lambda p, now: p.put_immutable(value, now), StoreResult)
+
+    async def write_record(self, record: Record) -> StoreResult:
+        """Send an already-signed record to the k closest as it is (the republish path; tests
+        play a rogue with it: the holders, not this node, decide what is valid)."""
+        start = lambda p, now: p.write(record, now, Purpose.USER)  # noqa: E731
+        return await self._op(start, StoreResult)
 
     async def get_value(self, key: str) -> GetResult:
-        kid = key_id(key)
-        return await self._op(lambda p, now: p.get(kid, now), GetResult)
+        return await self.get_address(key_id(key))
+
+    async def get_address(self, address: bytes) -> GetResult:
+        """The best record at a raw DHT key (any kind), verified."""
+        return await self._op(lambda p, now: p.get(address, now), GetResult)
 
     @staticmethod
     def _check_provider(port: int | None, meta: bytes) -> None:
@@ -578,4 +614,8 @@ class NodeRuntime:
             hellos_bad_version=c.hellos_bad_version,
             signaling_connected=sig is not None and sig.connected,
             topics_joined=len(core.joined),
+            store_bytes=core.records.bytes_used,
+            refused=tuple(sorted(core.refusals.items())),
+            rate_limited=s.rate_limited,
+            rate_dropped=s.rate_dropped,
         )

@@ -12,6 +12,7 @@ it serves in-process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import sys
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from node import clikit
+from node import clikit, tunables
 from peer.serve import RESOLVED_ENV, Options, serve
 
 PROG = "dht-node"
@@ -50,6 +51,10 @@ _ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma li
 _BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
 _DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"
 _URL = "DHT_SIGNALING_URL"
+_SET_HELP = (
+    "set a node parameter (repeatable): periods, quotas, rate limits; env DHT_NAME. "
+    "Names: " + ", ".join(tunables.TUNABLES)
+)
 
 
 @app.command()
@@ -81,6 +86,9 @@ def main_command(
         float, _opt("DHT_STATS_INTERVAL", "seconds between node.stats", clikit.positive_float)
     ] = 5.0,
     log_level: Annotated[str, _opt("DHT_LOG_LEVEL", "DEBUG..ERROR", clikit.log_level)] = "INFO",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help=_SET_HELP, metavar="NAME=VALUE")
+    ] = None,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
@@ -89,7 +97,11 @@ def main_command(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
         max_connections, bootstrap_peers, stats_interval, log_level,
     )  # fmt: skip
-    _parsed.append(options)
+    try:
+        overrides = tunables.parse(set_ or [], os.environ)
+    except ValueError as exc:
+        clikit.usage_error(str(exc))
+    _parsed.append(dataclasses.replace(options, overrides=overrides))
     return clikit.EXIT_OK
 
 

@@ -22,8 +22,9 @@ from typing import Any, Final, TypeVar
 from control.api import NodeAPI, Result
 from control.errors import CommandError, ErrorCode
 from node.errors import BadArgument, Failure, LocalError, OperationError
-from node.events import Notice
+from node.events import GetResult, Notice, StoreResult
 from node.ids import NodeId, id_hex, key_id, parse_id
+from node.records import Record, RecordKind
 from node.runtime import NodeRuntime, TooLarge
 from node.transport.base import MessageTooLarge
 
@@ -67,6 +68,62 @@ def _ms(seconds: float) -> float:
 
 def _node(node_id: str) -> NodeId:
     return parse_id(node_id)  # IdError → bad_args
+
+
+def _address(address: str) -> bytes:
+    return bytes(parse_id(address))
+
+
+# The refusal reasons that decide a failed write's error code, most telling first.
+_WRITE_FAILURES: Final = (
+    (("cas_mismatch", "seq_not_newer"), ErrorCode.CONFLICT),
+    (("quota",), ErrorCode.QUOTA),
+    (("rate_limited",), ErrorCode.RATE_LIMITED),
+)
+
+
+def _record_fields(r: Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"key_id": r.key.hex(), "address": r.key.hex(), "kind": r.kind.label}
+    if r.kind is RecordKind.MUTABLE:
+        out.update(seq=r.seq, name=r.salt)
+    return out
+
+
+def _write_result(named: dict[str, Any], r: StoreResult) -> Result:
+    """A store/put result map, or the ``CommandError`` of a failed write."""
+    result: dict[str, Any] = {**named, "key_id": r.key.hex()}
+    result.update(_record_fields(r.record))
+    result.update(acks=r.acks, attempts=r.attempts, quorum=r.quorum)
+    result["duration_ms"] = _ms(r.duration_s)
+    if r.ok:
+        return result
+    reasons = sorted(set(r.reasons))
+    code = ErrorCode.QUORUM_NOT_MET
+    for prefixes, failure in _WRITE_FAILURES:
+        if any(x.startswith(prefixes) for x in reasons):
+            code = failure
+            break
+    raise CommandError(
+        code,
+        f"{r.acks} of {r.attempts} replicas acknowledged, quorum is {r.quorum}"
+        + (f" ({', '.join(reasons)})" if reasons else ""),
+        {**result, "reasons": reasons},
+    )
+
+
+def _get_result(named: dict[str, Any], r: GetResult) -> Result:
+    if r.record is None:
+        what = named.get("key", r.key.hex())
+        raise CommandError(
+            ErrorCode.NOT_FOUND,
+            f"key not found: {what}",
+            {**named, "hops": r.hops, "contacted": r.contacted},
+        )
+    rec = r.record
+    out = {**named, **_record_fields(rec), "value": rec.data}
+    out["publisher"] = rec.pub.hex() if rec.kind is not RecordKind.IMMUTABLE else None
+    out.update(ts=rec.ts, hops=r.hops, duration_ms=_ms(r.duration_s))
+    return out
 
 
 def _meta_bytes(meta: Any) -> bytes:
@@ -178,41 +235,29 @@ class ControlAdapter(NodeAPI):
 
     @_translated
     async def store(self, *, key: str, value: bytes) -> Result:
-        r = await self.runtime.store_value(key, value)
-        result = {
-            "key": key,
-            "key_id": r.key.hex(),
-            "acks": r.acks,
-            "attempts": r.attempts,
-            "quorum": r.quorum,
-            "duration_ms": _ms(r.duration_s),
-        }
-        if not r.ok:
-            raise CommandError(
-                ErrorCode.QUORUM_NOT_MET,
-                f"{r.acks} of {r.attempts} replicas acknowledged, quorum is {r.quorum}",
-                {**result, "reasons": sorted(set(r.reasons))},
-            )
-        return result
+        return _write_result({"key": key}, await self.runtime.store_value(key, value))
+
+    @_translated
+    async def store_at(self, *, address: str, value: bytes) -> Result:
+        return _write_result({}, await self.runtime.store_at(_address(address), value))
+
+    @_translated
+    async def put_mutable(
+        self, *, name: bytes, value: bytes, seq: int | None = None, cas: int | None = None
+    ) -> Result:
+        return _write_result({}, await self.runtime.put_mutable(name, value, seq, cas))
+
+    @_translated
+    async def put_immutable(self, *, value: bytes) -> Result:
+        return _write_result({}, await self.runtime.put_immutable(value))
 
     @_translated
     async def get(self, *, key: str) -> Result:
-        r = await self.runtime.get_value(key)
-        if r.record is None:
-            raise CommandError(
-                ErrorCode.NOT_FOUND,
-                f"key not found: {key}",
-                {"key": key, "hops": r.hops, "contacted": r.contacted},
-            )
-        return {
-            "key": key,
-            "key_id": r.key.hex(),
-            "value": r.record.data,
-            "publisher": r.record.pub.hex(),
-            "ts": r.record.ts,
-            "hops": r.hops,
-            "duration_ms": _ms(r.duration_s),
-        }
+        return _get_result({"key": key}, await self.runtime.get_value(key))
+
+    @_translated
+    async def get_address(self, *, address: str) -> Result:
+        return _get_result({}, await self.runtime.get_address(_address(address)))
 
     # -- topics ----------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # the parsing process (peer.cli) imports only this module's light part
@@ -47,6 +47,7 @@ class Options:
     bootstrap_peers: int
     stats_interval_s: float
     log_level: str
+    overrides: dict[str, int | float] = field(default_factory=dict)  # node.tunables
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -58,7 +59,12 @@ class Options:
     def config(self) -> Config:
         from node.config import Config
 
-        return Config(k=self.k, alpha=self.alpha, discovery_interval_s=self.discovery_interval_s)
+        return Config(
+            k=self.k,
+            alpha=self.alpha,
+            discovery_interval_s=self.discovery_interval_s,
+            **self.overrides,  # type: ignore[arg-type]
+        )
 
     def settings(self) -> NodeSettings:
         from node.runtime import NodeSettings

@@ -235,6 +235,21 @@ class BrowserNodeAPI(NodeAPI):
     ) -> Result:
         raise _unsupported("join")
 
+    # Owned and immutable records are not in the JavaScript peer yet (docs/browser.md).
+    async def store_at(self, *, address: str, value: bytes) -> Result:
+        raise _unsupported("store_at")
+
+    async def put_mutable(
+        self, *, name: bytes, value: bytes, seq: int | None, cas: int | None
+    ) -> Result:
+        raise _unsupported("put_mutable")
+
+    async def put_immutable(self, *, value: bytes) -> Result:
+        raise _unsupported("put_immutable")
+
+    async def get_address(self, *, address: str) -> Result:
+        raise _unsupported("get_address")
+
     async def shutdown(self) -> Result:
         if self.on_shutdown is None:
             raise _unsupported("shutdown")

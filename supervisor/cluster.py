@@ -178,6 +178,33 @@ class NodeHandle:
             hops=r.get("hops", 0),
         )
 
+    def store_at(self, address: str, value: bytes | str) -> Result:
+        """An open store under a raw DHT key (64 hex digits)."""
+        data = value.encode() if isinstance(value, str) else value
+        return self.invoke(NodeAPI.store_at, address=address, value=data)
+
+    def put_mutable(
+        self,
+        name: bytes | str,
+        value: bytes | str,
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> Result:
+        """Write this node's mutable record ``name``; the result has its ``address`` and seq.
+        A lost CAS race raises ``RemoteError`` with code ``conflict``."""
+        salt = name.encode() if isinstance(name, str) else name
+        data = value.encode() if isinstance(value, str) else value
+        return self.invoke(NodeAPI.put_mutable, name=salt, value=data, seq=seq, cas=cas)
+
+    def put_immutable(self, value: bytes | str) -> Result:
+        """Store ``value`` under its hash; the result's ``address`` is the hash."""
+        data = value.encode() if isinstance(value, str) else value
+        return self.invoke(NodeAPI.put_immutable, value=data)
+
+    def get_address(self, address: str) -> Result:
+        """The record at an address (any kind): value, kind, seq, publisher."""
+        return self.invoke(NodeAPI.get_address, address=address)
+
     def stats(self) -> Result:
         return self.invoke(NodeAPI.stats)
 

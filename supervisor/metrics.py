@@ -20,6 +20,10 @@ NODE_GAUGES: dict[str, str] = {
     "dropped_malformed": "Malformed messages dropped by the node",
     "lookups": "Lookups run by the node",
     "uptime_s": "Node uptime in seconds",
+    "store_bytes": "Bytes the node's record store holds (quota accounting)",
+    "refused_quota": "Writes the node refused for a quota",
+    "rate_limited": "Requests the node refused as rate_limited",
+    "rate_dropped": "Requests the node dropped unanswered (sender far over its rate)",
 }
 
 

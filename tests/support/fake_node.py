@@ -154,6 +154,27 @@ class FakeNode:
         )
         return {**numbers, "duration_ms": 4.0}
 
+    async def store_at(self, *, address: str, value: bytes) -> Result:
+        self.records[address] = value
+        return {"key_id": address, "address": address, "kind": "open", "acks": 3}
+
+    async def put_mutable(
+        self, *, name: bytes, value: bytes, seq: int | None, cas: int | None
+    ) -> Result:
+        address = hashlib.sha256(self.node_id.encode() + name).hexdigest()
+        self.records[address] = value
+        return {"address": address, "kind": "mutable", "seq": seq or 1, "acks": 3}
+
+    async def put_immutable(self, *, value: bytes) -> Result:
+        address = hashlib.sha256(value).hexdigest()
+        self.records[address] = value
+        return {"address": address, "kind": "immutable", "acks": 3}
+
+    async def get_address(self, *, address: str) -> Result:
+        if address not in self.records:
+            raise CommandError(ErrorCode.NOT_FOUND, f"key not found: {address}")
+        return {"address": address, "value": self.records[address], "kind": "open", "hops": 1}
+
     async def get(self, *, key: str) -> Result:
         if key == "slow":
             await asyncio.sleep(self.slow_s)

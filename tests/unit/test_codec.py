@@ -13,7 +13,7 @@ from node.codec import DecodeError, EncodeError, decode, encode
 from node.config import MAX_MESSAGE_BYTES
 from node.ids import NodeId
 from node.messages import Message, MsgType
-from node.records import ProviderRecord, Record
+from node.records import ProviderRecord, Record, RecordKind
 
 u64 = st.integers(0, 2**64 - 1)
 b32 = st.binary(min_size=32, max_size=32)
@@ -23,6 +23,17 @@ id_lists = st.lists(node_ids, max_size=20).map(tuple)
 reasons = st.text(max_size=codec.MAX_REASON_CHARS)
 
 records = st.builds(Record, b32, st.binary(max_size=256), u64, b32, b64)
+typed_records = st.builds(
+    Record,
+    b32,
+    st.binary(max_size=256),
+    u64,
+    st.binary(max_size=32),
+    st.binary(max_size=64),
+    st.sampled_from(RecordKind),
+    u64,
+    st.binary(max_size=64),
+)
 providers = st.builds(
     ProviderRecord, b32, u64, st.integers(0, 65535), st.booleans(), st.binary(max_size=64), b32, b64
 )
@@ -53,7 +64,16 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(wire.Peers, u64, st.lists(providers, max_size=5).map(tuple), id_lists),
     st.builds(wire.FindNodeStore, u64, node_ids, records),
     st.builds(wire.NodesAck, u64, st.booleans(), reasons, id_lists),
+    st.builds(wire.Put, u64, typed_records, st.none() | u64, st.booleans()),
+    st.builds(wire.PutAck, u64, st.booleans(), reasons, u64),
+    st.builds(wire.RecordValue, u64, typed_records, id_lists),
+    st.builds(wire.Refused, u64, reasons),
 )
+
+
+@given(typed_records)
+def test_record_bytes_round_trip(r: Record) -> None:
+    assert codec.decode_record(codec.encode_record(r)) == r
 
 
 @settings(deadline=None, max_examples=400)
@@ -67,7 +87,7 @@ def test_round_trip(m: Message) -> None:
 def test_every_message_type_is_covered() -> None:
     seen: set[MsgType] = set()
 
-    @settings(deadline=None, max_examples=300)
+    @settings(deadline=None, max_examples=1000)
     @given(messages)
     def collect(m: Message) -> None:
         seen.add(m.type)

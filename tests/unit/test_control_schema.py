@@ -107,7 +107,7 @@ def test_validate_args_rejects(cmd: str, args: dict[str, Any], code: ErrorCode) 
 def test_command_table_matches_the_contract() -> None:
     assert list(COMMANDS) == [
         "id", "peers", "rt", "dump", "ping", "find", "connect", "disconnect", "store", "get",
-        "stats",
+        "store_at", "put_mutable", "put_immutable", "get_address", "stats",
         "announce", "unannounce", "lookup", "join", "topics", "shutdown", "help",
     ]  # fmt: skip
     described = help_result()["commands"]

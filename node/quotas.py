@@ -1,0 +1,140 @@
+"""Quotas and rate limits: what one publisher or one peer may cost this node. Sans-IO.
+
+- ``Ledger``: the bytes and records the record store holds, in total, per publisher and per
+  sending peer. A record costs ``record_cost`` (its data and salt plus a fixed overhead that
+  stands for the key, the signature and the Python objects around them, so that a flood of tiny
+  records is bounded as well as a flood of big ones). ``admit`` says whether one more record fits;
+  the store charges on insert and releases on replace/expiry, so the counts are exact.
+  Our own writes (``peer`` None) are charged to the total but never refused.
+- ``RateLimiter``: a token bucket per sending peer for inbound requests. ``check`` answers
+  ``ALLOW``, ``REFUSE`` (answer with ``rate_limited``) or ``DROP`` (the peer is so far over its
+  rate that even the refusals are rate limited: stay silent, it costs nothing). Buckets of peers
+  not heard from for a while are forgotten (bounded memory).
+
+The reasons given to peers are the strings ``QUOTA`` and ``RATE_LIMITED``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass
+
+QUOTA = "quota"
+RATE_LIMITED = "rate_limited"
+RECORD_OVERHEAD_BYTES = 640  # key, public key, signature, entry, dict and heap slots (measured)
+_BUCKET_IDLE_S = 60.0
+
+
+def record_cost(data_len: int, salt_len: int = 0) -> int:
+    return data_len + salt_len + RECORD_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    max_bytes: int  # the whole store
+    publisher_bytes: int
+    publisher_records: int
+    peer_bytes: int
+    peer_records: int
+
+
+class Ledger:
+    def __init__(self, limits: StoreLimits) -> None:
+        self.limits = limits
+        self.total_bytes = 0
+        self.pub_bytes: Counter[bytes] = Counter()
+        self.pub_records: Counter[bytes] = Counter()
+        self.peer_bytes: Counter[bytes] = Counter()
+        self.peer_records: Counter[bytes] = Counter()
+
+    def admit(
+        self, cost: int, pub: bytes, peer: bytes | None, freed: tuple[int, bytes, bytes | None]
+    ) -> str | None:
+        """``None`` when a record of ``cost`` from ``pub`` sent by ``peer`` fits, else why not.
+        ``freed``: (cost, pub, peer) of the record it would replace (cost 0: none)."""
+        if peer is None:
+            return None
+        lim = self.limits
+        f_cost, f_pub, f_peer = freed
+        same_pub = f_cost if f_pub == pub else 0
+        same_peer = f_cost if f_peer == peer else 0
+        if self.total_bytes - f_cost + cost > lim.max_bytes:
+            return f"{QUOTA}: store full ({lim.max_bytes} bytes)"
+        if self.pub_bytes[pub] - same_pub + cost > lim.publisher_bytes:
+            return f"{QUOTA}: publisher over {lim.publisher_bytes} bytes"
+        if self.pub_records[pub] + (0 if same_pub else 1) > lim.publisher_records:
+            return f"{QUOTA}: publisher over {lim.publisher_records} records"
+        if self.peer_bytes[peer] - same_peer + cost > lim.peer_bytes:
+            return f"{QUOTA}: peer over {lim.peer_bytes} bytes"
+        if self.peer_records[peer] + (0 if same_peer else 1) > lim.peer_records:
+            return f"{QUOTA}: peer over {lim.peer_records} records"
+        return None
+
+    def charge(self, cost: int, pub: bytes, peer: bytes | None, sign: int = 1) -> None:
+        self.total_bytes += sign * cost
+        self.pub_bytes[pub] += sign * cost
+        self.pub_records[pub] += sign
+        if sign < 0 and self.pub_records[pub] <= 0:
+            del self.pub_bytes[pub], self.pub_records[pub]
+        if peer is not None:
+            self.peer_bytes[peer] += sign * cost
+            self.peer_records[peer] += sign
+            if sign < 0 and self.peer_records[peer] <= 0:
+                del self.peer_bytes[peer], self.peer_records[peer]
+
+    def release(self, cost: int, pub: bytes, peer: bytes | None) -> None:
+        self.charge(cost, pub, peer, -1)
+
+
+class Verdict(enum.Enum):
+    ALLOW = "allow"
+    REFUSE = "refuse"
+    DROP = "drop"
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    refusals: float
+    at: float
+
+
+class RateLimiter:
+    """Token buckets per peer: ``rate_per_s`` requests a second, bursts up to ``burst``."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = max(burst, 1.0)
+        self._buckets: dict[bytes, _Bucket] = {}
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def check(self, peer: bytes, now: float) -> Verdict:
+        if self.rate_per_s <= 0:
+            return Verdict.ALLOW  # 0 disables the limit
+        b = self._buckets.get(peer)
+        if b is None:
+            b = self._buckets[peer] = _Bucket(self.burst, self.burst, now)
+            self._sweep(now)
+        elapsed = max(0.0, now - b.at)
+        b.at = now
+        b.tokens = min(self.burst, b.tokens + elapsed * self.rate_per_s)
+        b.refusals = min(self.burst, b.refusals + elapsed * self.rate_per_s)
+        if b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return Verdict.ALLOW
+        if b.refusals >= 1.0:
+            b.refusals -= 1.0
+            return Verdict.REFUSE
+        return Verdict.DROP
+
+    def _sweep(self, now: float) -> None:
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _BUCKET_IDLE_S
+        idle = [p for p, b in self._buckets.items() if now - b.at > _BUCKET_IDLE_S]
+        for p in idle:
+            del self._buckets[p]
