@@ -242,6 +242,11 @@ class WriteOp(Op):
     done: bool = False
     early: dict[NodeId, tuple[bool, str]] = field(default_factory=dict)
     """Store outcomes that came with the lookup's NODES_ACKs: peer → (ok, reason)."""
+    retry: Draft | None = None
+    """An open store signed before its lookup (so the lookup could carry it): redone once as a
+    collecting write, signed above what the holders have, if one of them holds a newer record."""
+    reports_as: int | None = None
+    """The operation id the caller knows, for such a redone write."""
 
     def begin(self, closest: list[NodeId], config: Config) -> list[NodeId]:
         """Fix the targets (the k closest); the ones that still need a STORE. A target that

@@ -416,7 +416,8 @@ class DhtProtocol:
         elif op.purpose is Purpose.DISCOVERY and isinstance(result, GetPeersResult):
             self.topics.discovered(result.topic, result, now)
         if not op.purpose.internal:
-            self._events.append(OpCompleted(op.op_id, result))
+            reported = op.reports_as if isinstance(op, WriteOp) and op.reports_as else op.op_id
+            self._events.append(OpCompleted(reported, result))
 
     # == commands =================================================================================
 
@@ -550,13 +551,29 @@ class DhtProtocol:
 
     # == writes: store and announce ===============================================================
 
-    def write(self, payload: Record | ProviderRecord | Draft, now: float, purpose: Purpose) -> int:
+    def write(
+        self,
+        payload: Record | ProviderRecord | Draft,
+        now: float,
+        purpose: Purpose,
+        reports_as: int | None = None,
+    ) -> int:
         """Keep ``payload`` here, find the k closest, send it to them (one path for every kind).
 
-        A ``Draft`` (a new store or put) is signed when its lookup ends: that lookup is a
+        A ``Draft`` of an owned record is signed when its lookup ends: that lookup is a
         collecting FIND_VALUE, so the record is built on the best one the k closest hold (the
-        next seq, a ts above theirs). A ready ``Record`` (a republish) only needs the k closest.
+        next seq). A ready ``Record`` (a republish) only needs the k closest, and its lookup
+        carries it (FIND_NODE_STORE) to the nodes that count themselves among them. An open
+        store is optimistic: signed now, above the ts of our own copy, and written like a ready
+        record; only if a holder answers ``stale`` (it has a newer ts, e.g. one far ahead) is
+        it redone once as a collecting write that signs above it (``_finish_write``), under the
+        caller's operation id (``reports_as``).
         """
+        retry = None
+        if isinstance(payload, Draft) and payload.kind is RecordKind.OPEN and reports_as is None:
+            retry = payload
+            best = self.records.get(payload.key, now)
+            payload = finalize(payload, self.identity, best, self.wall_ms(now))
         draft = payload if isinstance(payload, Draft) else None
         if isinstance(payload, Record):
             self._keep_own(payload, now)
@@ -568,7 +585,13 @@ class DhtProtocol:
             key = payload.key
         signed = None if isinstance(payload, Draft) else payload
         write = WriteOp(
-            op_id=self._ops.new_id(), started=now, purpose=purpose, payload=signed, draft=draft
+            op_id=self._ops.new_id(),
+            started=now,
+            purpose=purpose,
+            payload=signed,
+            draft=draft,
+            retry=retry,
+            reports_as=reports_as,
         )
         kind = OpKind.FIND_NODE if draft is None else OpKind.FIND_VALUE
         lookup = self._new_lookup(kind, key, now, Purpose.WRITE)
@@ -617,6 +640,10 @@ class DhtProtocol:
             return
         op.done = True
         result = op.result(now)
+        if op.retry is not None and PutResult.STALE.value in op.reasons:
+            self._ops.pop(op.op_id)
+            self.write(op.retry, now, op.purpose, reports_as=op.op_id)
+            return
         if not result.ok:
             self._drop_lost(op, now)
         self._complete(op, result, now)
