@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from node import codec
 from node.config import Config
+from node.durability import Batch, Durability, Snapshot
 from node.events import (
     ContactAdded,
     ContactRemoved,
@@ -64,6 +65,7 @@ from node.messages import (
     Response,
     Signal,
     Store,
+    WriteAck,
 )
 from node.operations import Answer, LookupOp, Op, OpKind, OpTable, PingOp, Purpose, WriteOp
 from node.records import (
@@ -133,6 +135,7 @@ class DhtProtocol:
         self.maintenance = Maintenance(self.id, config, rng, self.table, self.records, self, now)
         self.topics = Topics(identity, config, self)
         self.responder = Responder(config, self.table, self.records, self.providers)
+        self.durability: Durability | None = None
 
     # == views ====================================================================================
 
@@ -201,7 +204,11 @@ class DhtProtocol:
                 self.stats.records_rejected += 1
             if reply.stored is not None:
                 self._events.append(reply.stored)
-            self._send(peer, reply.response)
+            d = self.durability
+            if d is not None and isinstance(reply.response, WriteAck) and d.pending:
+                d.hold(Outgoing(peer, reply.response, None))  # acknowledged once on disk
+            else:
+                self._send(peer, reply.response)
         elif isinstance(msg, Response):
             self._on_response(peer, msg, now)
         elif isinstance(msg, Signal):
@@ -307,6 +314,27 @@ class DhtProtocol:
             self._liveness(now)
         self.maintenance.handle_timer(now)
         self.topics.due(now)
+
+    # == persistence (node.durability) ===========================================================
+
+    def persistent(self, snapshot: Snapshot | None, now: float) -> Durability:
+        """Turn on durable acknowledgements, after restoring ``snapshot`` (a previous run's)."""
+        if self.durability is None:
+            self.durability = Durability(self.records, self.providers, self.maintenance, self.table)
+            if snapshot is not None:
+                self.durability.restore(snapshot, now, self.wall_offset_s)
+        return self.durability
+
+    def take_batch(self, now: float, with_contacts: bool = False) -> Batch:
+        """Everything changed since the last batch, for the I/O side to commit."""
+        assert self.durability is not None
+        return self.durability.take_batch(now, self.wall_offset_s, with_contacts)
+
+    def persisted(self, gen: int) -> None:
+        """Batch ``gen`` is on disk: the acknowledgements it covered may go."""
+        if self.durability is not None:
+            for out in self.durability.persisted(gen):
+                self._send(out.peer, out.message)
 
     # == outputs ==================================================================================
 

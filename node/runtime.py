@@ -47,6 +47,7 @@ from node.events import (
 )
 from node.identity import Identity
 from node.ids import NodeId, key_id, short_id
+from node.persist import Persister, start_persistence, synced
 from node.protocol import DhtProtocol
 from node.signaling_port import SignalingFactory, SignalingHandlers, SignalingPort
 from node.tasks import TaskSet
@@ -186,6 +187,7 @@ class NodeRuntime:
         rng: random.Random | None = None,
         *,
         signaling: SignalingFactory | None = None,
+        persister: Persister | None = None,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
@@ -194,6 +196,8 @@ class NodeRuntime:
         self.settings = settings or NodeSettings()
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self._signaling_factory = signaling
+        self.persister = persister
+        """SQLite persistence (``node.persist``); None: the node forgets everything on exit."""
         self.proto: DhtProtocol | None = None
         self.signaling: SignalingPort | None = None
         self.bootstrap: Bootstrapper | None = None
@@ -243,6 +247,9 @@ class NodeRuntime:
             now,
             wall_offset_s=time.time() - now,
         )
+        if self.persister is not None:
+            saved = await start_persistence(self.persister, self.proto, lambda: self.now, self.pump)
+            self._tasks.spawn(self._redial(saved[: 2 * self.settings.bootstrap_peers]))
         if self._signaling_factory is not None:
             sig = self._signaling_factory(
                 SignalingHandlers(
@@ -274,6 +281,8 @@ class NodeRuntime:
             self._timer.cancel()
         await self._tasks.cancel_all()
         await self.connections.close_all()
+        if self.persister is not None:
+            await self.persister.close()
         if self.signaling is not None:
             await self.signaling.close()
         await self.transport.close()
@@ -292,6 +301,12 @@ class NodeRuntime:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def _redial(self, contacts: list[NodeId]) -> None:
+        """Reconnect to the contacts a previous run saved (the signaling server may be gone)."""
+        async with asyncio.TaskGroup() as tg:
+            for peer in contacts:
+                tg.create_task(self.dial(peer))
 
     def _on_registered(self) -> None:
         if self.bootstrap is not None:
@@ -326,6 +341,8 @@ class NodeRuntime:
                     break
         finally:
             self._pumping = False
+        if self.persister is not None:
+            self.persister.kick()
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -461,7 +478,10 @@ class NodeRuntime:
             raise TooLarge(f"value of {len(value)} bytes exceeds {limit}")
         kid = key_id(key)
         self._key_names[kid] = key
-        return await self._op(lambda p, now: p.store(kid, value, now), StoreResult)
+        result = await self._op(lambda p, now: p.store(kid, value, now), StoreResult)
+        if self.persister is not None:
+            await synced(self.persister, self.core)  # our own copy is on disk before we answer
+        return result
 
     async def get_value(self, key: str) -> GetResult:
         kid = key_id(key)

@@ -50,6 +50,7 @@ class RecordStore:
         self.max_records = max_records
         self._entries: dict[bytes, Entry] = {}
         self._heap: list[tuple[float, bytes]] = []
+        self.changed: set[bytes] | None = None  # keys changed since taken (node.durability)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,6 +71,8 @@ class RecordStore:
             cur.cached = cached
             cur.expires_at = max(cur.expires_at, now + ttl) if cached else now + ttl
             heapq.heappush(self._heap, (cur.expires_at, record.key))
+            if self.changed is not None:
+                self.changed.add(record.key)
             return PutResult.REFRESHED
         if record_order(record) < record_order(cur.record):
             return PutResult.STALE
@@ -84,6 +87,14 @@ class RecordStore:
     def _set(self, e: Entry) -> None:
         self._entries[e.record.key] = e
         heapq.heappush(self._heap, (e.expires_at, e.record.key))
+        if self.changed is not None:
+            self.changed.add(e.record.key)
+
+    def restore(self, record: Record, expires_at: float, cached: bool, now: float) -> None:
+        """Put back an entry loaded from disk (not marked as changed; the caller checked it)."""
+        if expires_at > now and len(self._entries) < self.max_records:
+            self._entries[record.key] = Entry(record, expires_at, cached, now)
+            heapq.heappush(self._heap, (expires_at, record.key))
 
     def get(self, key: bytes, now: float) -> Record | None:
         e = self._entries.get(key)
@@ -124,6 +135,8 @@ class RecordStore:
             if e is not None and e.expires_at == at:
                 del self._entries[key]
                 out.append(e)
+                if self.changed is not None:
+                    self.changed.add(key)
         return out
 
 
@@ -139,9 +152,27 @@ class ProviderStore:
         self.max_per_topic = max_per_topic
         self.max_topics = max_topics
         self._topics: dict[bytes, dict[NodeId, ProviderEntry]] = {}
+        self.changed: set[tuple[bytes, NodeId]] | None = None  # (topic, node) since taken
+        self._touched: list[NodeId] = []  # the announcers the last put changed
 
     def put(self, p: ProviderRecord, now: float) -> PutResult:
         """Store an announcement or a leave tombstone."""
+        result = self._put(p, now)
+        if self.changed is not None and result in (PutResult.STORED, PutResult.REFRESHED):
+            self.changed.update((p.topic, n) for n in self._touched)
+        return result
+
+    def entry(self, topic: bytes, node: NodeId, now: float) -> ProviderEntry | None:
+        e = self._topics.get(topic, {}).get(node)
+        return e if e is not None and e.expires_at > now else None
+
+    def restore(self, p: ProviderRecord, expires_at: float, now: float) -> None:
+        """Put back an entry loaded from disk (not marked as changed)."""
+        if expires_at > now:
+            self._topics.setdefault(p.topic, {})[p.node] = ProviderEntry(p, expires_at)
+
+    def _put(self, p: ProviderRecord, now: float) -> PutResult:
+        self._touched = [p.node]
         entries = self._topics.get(p.topic)
         if entries is None:
             if len(self._topics) >= self.max_topics:
@@ -162,6 +193,7 @@ class ProviderStore:
             oldest = min(live, key=lambda e: e.provider.ts)
             del entries[oldest.provider.node]
             live.remove(oldest)
+            self._touched.append(oldest.provider.node)
         return PutResult.STORED
 
     def get(self, topic: bytes, now: float, include_leaves: bool = False) -> list[ProviderRecord]:
@@ -184,6 +216,8 @@ class ProviderStore:
             entries = self._topics[topic]
             for node_id in [n for n, e in entries.items() if e.expires_at <= now]:
                 out.append(entries.pop(node_id).provider)
+                if self.changed is not None:
+                    self.changed.add((topic, node_id))
             if not entries:
                 del self._topics[topic]
         return out

@@ -48,6 +48,7 @@ _ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma li
 _BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
 _DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"
 _URL = "DHT_SIGNALING_URL"
+_PERSIST_HELP = "keep records, providers and contacts in SQLite in the data dir (env DHT_PERSIST)"
 
 
 @app.command()
@@ -79,13 +80,14 @@ def main_command(
         float, _opt("DHT_STATS_INTERVAL", "seconds between node.stats", clikit.positive_float)
     ] = 5.0,
     log_level: Annotated[str, _opt("DHT_LOG_LEVEL", "DEBUG..ERROR", clikit.log_level)] = "INFO",
+    persist: Annotated[bool, typer.Option(envvar="DHT_PERSIST", help=_PERSIST_HELP)] = True,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
     url = None if signaling.strip().lower() in ("", "none") else signaling
     options = Options(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
-        max_connections, bootstrap_peers, stats_interval, log_level,
+        max_connections, bootstrap_peers, stats_interval, log_level, persist,
     )  # fmt: skip
     _parsed.append(options)
     return clikit.EXIT_OK

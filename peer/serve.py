@@ -47,6 +47,7 @@ class Options:
     bootstrap_peers: int
     stats_interval_s: float
     log_level: str
+    persist: bool = True  # SQLite in data_dir (node.persist); False: forget everything on exit
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -93,6 +94,7 @@ def serve_resolved(text: str) -> int:
 async def run(options: Options) -> int:
     """Run the node until SIGTERM/SIGINT or a ``shutdown`` command; the exit code."""
     from node.identity import Identity
+    from node.persist import Persister
     from node.transport.webrtc import WebRTCTransport
     from peer.node import PeerNode
 
@@ -105,6 +107,7 @@ async def run(options: Options) -> int:
         signaling_url=options.signaling,
         control_endpoint=options.control,
         events_endpoint=options.events,
+        persister=Persister(options.data_dir) if options.persist else None,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
