@@ -390,9 +390,10 @@ class Cluster:
         self.event_log.close()
         self.front.close()
 
-    def down(self) -> None:
+    def down(self, purge: bool = False) -> None:
+        """Stop the cluster; the peers' data stays for the next ``up`` unless ``purge``."""
         self.close()
-        teardown(self.name, self.root)
+        teardown(self.name, self.root, purge=purge)
         if self._temp_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -94,12 +94,14 @@ def test_sqlite_round_trip_restores_records_providers_authored_and_drops_expired
     assert restarted.providers.get(key_id("topic"), 0.0) == [prov]
     # Expiry keeps counting across the restart (wall clock): 60 s of the TTL are gone.
     e = restarted.records.entry(key_id("theirs"), 0.0)
-    assert e is not None and abs(e.expires_at - (Config().record_ttl_s - 59.0)) < 0.01
+    assert e is not None
+    assert abs(e.expires_at - (Config().record_ttl_s - 59.0)) < 0.01
     db.close()
 
     after_ttl = WALL_S + Config().record_ttl_s + 10.0
     db = SqliteStore(tmp_path / "dht.sqlite3")
     snap = db.load(int(after_ttl * 1000))
-    assert snap.records == [] and snap.providers == []
+    assert snap.records == []
+    assert snap.providers == []
     assert len(snap.authored) == 1  # still ours to republish
     db.close()
