@@ -7,6 +7,8 @@ Configuration, highest precedence first: flags, environment, defaults.
 | ``--host`` | ``SIGNALING_HOST`` (also the seed's ``SIGNALLING_HOST``) | ``127.0.0.1`` |
 | ``--port`` | ``SIGNALING_PORT`` (also ``SIGNALLING_PORT``) | ``3000`` |
 | ``--log-level`` | ``SIGNALING_LOG_LEVEL`` | ``INFO`` |
+| | ``SIGNALING_REGISTER_RATE`` / ``_BURST`` | registrations/s and burst per address: 20 / 100 |
+| | ``SIGNALING_REGISTER_RATE_GLOBAL`` / ``_BURST_GLOBAL`` | the whole server: 200 / 1000 |
 
 Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 cannot listen, 2 bad usage/configuration.
 When ready it prints ``listening on ws://HOST:PORT`` (one line) to stderr.
@@ -25,6 +27,7 @@ from typing import Annotated, NamedTuple
 import typer
 
 from node import clikit
+from signaling.admission import AdmissionSettings
 from signaling.server import SignalingServer
 
 PROG = "dht-signaling"
@@ -106,7 +109,12 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
 
 
 async def _run(host: str, port: int) -> int:
-    server = SignalingServer(host, port)
+    try:
+        admission = AdmissionSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"dht-signaling: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    server = SignalingServer(host, port, admission=admission)
     try:
         await server.start()
     except OSError as exc:
