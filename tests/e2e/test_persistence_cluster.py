@@ -7,7 +7,6 @@ Issue 13 measured 0 of 200 keys after either before persistence existed.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,43 +40,38 @@ def _readable(cluster: Cluster, values: dict[str, bytes], rng: random.Random) ->
     return missing
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-
-
-def test_rolling_restart_of_every_peer_keeps_every_key(state_dir: Path) -> None:
+def test_rolling_restart_of_every_peer_keeps_every_key(tmp_path: Path) -> None:
     print(f"seed {SEED}")
     rng = random.Random(SEED)
     name = f"roll{rng.randrange(1 << 20)}"
-    cluster = Cluster.up(PEERS, "process", name, state_dir=state_dir, timeout_s=240)
+    cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
     try:
         values = _store_all(cluster, rng)
-        ids = {i: cluster.node(i).id for i in cluster.nodes}
+        ids = {i: cluster.node(i).id() for i in cluster.nodes}
         for index in cluster.nodes:
             since = cluster.event_count()
             cluster.restart(index)
             cluster.wait_restarted(index, timeout_s=60, since=since)
-        assert {i: cluster.node(i).id for i in cluster.nodes} == ids
+        assert {i: cluster.node(i).id() for i in cluster.nodes} == ids
         missing = _readable(cluster, values, rng)
         assert missing == [], f"{len(missing)} of {KEYS} keys unreadable (seed {SEED})"
     finally:
         cluster.down(purge=True)
 
 
-def test_down_then_up_keeps_node_ids_and_every_key(state_dir: Path) -> None:
+def test_down_then_up_keeps_node_ids_and_every_key(tmp_path: Path) -> None:
     print(f"seed {SEED}")
     rng = random.Random(SEED)
     name = f"dnup{rng.randrange(1 << 20)}"
-    cluster = Cluster.up(PEERS, "process", name, state_dir=state_dir, timeout_s=240)
+    cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
     try:
         values = _store_all(cluster, rng)
-        ids = {i: cluster.node(i).id for i in cluster.nodes}
+        ids = {i: cluster.node(i).id() for i in cluster.nodes}
         cluster.down()
-        cluster = Cluster.up(PEERS, "process", name, state_dir=state_dir, timeout_s=240)
-        assert {i: cluster.node(i).id for i in cluster.nodes} == ids
+        cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
+        assert {i: cluster.node(i).id() for i in cluster.nodes} == ids
         missing = _readable(cluster, values, rng)
         assert missing == [], f"{len(missing)} of {KEYS} keys unreadable (seed {SEED})"
     finally:
         cluster.down(purge=True)
-    assert not (state_dir / name).exists(), "down --purge left data behind"
+    assert not (tmp_path / name).exists(), "down --purge left data behind"
