@@ -26,9 +26,12 @@ from node.messages import (
     HasValue,
     HasValueAck,
     Hello,
+    Listen,
+    ListenAck,
     Message,
     MsgType,
     Nodes,
+    Notify,
     Peers,
     Ping,
     Pong,
@@ -46,6 +49,7 @@ MAX_REASON_CHARS = 200
 MAX_CID_CHARS = 64
 MAX_SIGNAL_PAYLOAD_BYTES = 32 * 1024
 _U64 = (1 << 64) - 1
+MAX_LISTEN_TTL_S = 3600
 
 
 class DecodeError(RemoteError, ValueError):
@@ -97,6 +101,12 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, m.topic]
         case Peers():
             return [m.rid, [_prov(p) for p in m.providers], list(m.nodes)]
+        case Listen():
+            return [m.rid, m.key, m.ttl_s]
+        case ListenAck():
+            return [m.rid, m.ok, m.ttl_s]
+        case Notify():
+            return [_rec(m.record)]
     raise EncodeError(f"not a message: {type(m).__name__}")
 
 
@@ -244,6 +254,21 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
         lambda f: GetPeers(_u64(f[0], "rid"), _bin(f[1], "topic", ID_BYTES, exact=True)),
     ),
     MsgType.PEERS: (3, lambda f: Peers(_u64(f[0], "rid"), _providers(f[1]), _ids(f[2]))),
+    MsgType.LISTEN: (
+        3,
+        lambda f: Listen(
+            _u64(f[0], "rid"),
+            _bin(f[1], "key", ID_BYTES, exact=True),
+            _int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S),
+        ),
+    ),
+    MsgType.LISTEN_ACK: (
+        3,
+        lambda f: ListenAck(
+            _u64(f[0], "rid"), _bool(f[1], "ok"), _int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S)
+        ),
+    ),
+    MsgType.NOTIFY: (1, lambda f: Notify(_record(f[0]))),
 }
 
 

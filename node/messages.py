@@ -33,6 +33,10 @@ class MsgType(enum.IntEnum):
     ANNOUNCE_ACK = 13
     GET_PEERS = 14
     PEERS = 15
+    # 30-35: listen (docs/wire/pers.md)
+    LISTEN = 30
+    LISTEN_ACK = 31
+    NOTIFY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +165,35 @@ class Peers(Rpc):
     type = MsgType.PEERS
 
 
-Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers
-Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers
-Message = Hello | Request | Response | Signal
+@dataclass(frozen=True, slots=True)
+class Listen(Rpc):
+    """Push every new version of ``key`` to the sender for ``ttl_s`` seconds (0: stop)."""
+
+    key: bytes
+    ttl_s: int
+    type = MsgType.LISTEN
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAck(Rpc):
+    """``ttl_s``: the lifetime granted (the holder may shorten it); 0 with ``ok`` false."""
+
+    ok: bool
+    ttl_s: int
+    type = MsgType.LISTEN_ACK
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """One-way push to a listener: ``record`` is the version of its key just stored here."""
+
+    record: Record
+    type = MsgType.NOTIFY
+
+
+Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | Listen
+Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | ListenAck
+Message = Hello | Request | Response | Signal | Notify
 
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.PING: (MsgType.PONG,),
@@ -173,6 +203,7 @@ RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.HAS_VALUE: (MsgType.HAS_VALUE_ACK,),
     MsgType.ANNOUNCE: (MsgType.ANNOUNCE_ACK,),
     MsgType.GET_PEERS: (MsgType.PEERS,),
+    MsgType.LISTEN: (MsgType.LISTEN_ACK,),
 }
 
 

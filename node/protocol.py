@@ -42,6 +42,7 @@ from node.events import (
     ContactAdded,
     ContactRemoved,
     Event,
+    FindNodeResult,
     GetPeersResult,
     OpCompleted,
     OpResult,
@@ -53,12 +54,15 @@ from node.events import (
 )
 from node.identity import Identity
 from node.ids import NodeId
+from node.listening import Listening
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
     HasValue,
     HasValueAck,
+    Listen,
     Message,
+    Notify,
     Outgoing,
     Ping,
     Request,
@@ -136,6 +140,7 @@ class DhtProtocol:
         self.topics = Topics(identity, config, self)
         self.responder = Responder(config, self.table, self.records, self.providers)
         self.durability: Durability | None = None
+        self.listening = Listening(self.id, config, self, now)
 
     # == views ====================================================================================
 
@@ -198,12 +203,15 @@ class DhtProtocol:
             msg = data
         self.stats.messages_in[msg.type.name] += 1
         self._heard(peer, now)
-        if isinstance(msg, Request):
+        if isinstance(msg, Listen):
+            self._send(peer, self.listening.on_listen(peer, msg, now))
+        elif isinstance(msg, Request):
             reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
             if reply.rejected:
                 self.stats.records_rejected += 1
             if reply.stored is not None:
                 self._events.append(reply.stored)
+                self.listening.stored(reply.stored.record, peer, now)
             d = self.durability
             if d is not None and isinstance(reply.response, WriteAck) and d.pending:
                 d.hold(Outgoing(peer, reply.response, None))  # acknowledged once on disk
@@ -213,6 +221,9 @@ class DhtProtocol:
             self._on_response(peer, msg, now)
         elif isinstance(msg, Signal):
             self._on_signal(peer, msg)
+        elif isinstance(msg, Notify):
+            if not self.listening.on_notify(peer, msg.record, self.wall_ms(now)):
+                self.stats.dropped_unexpected += 1
         else:
             self.stats.dropped_unexpected += 1  # a HELLO after the handshake
 
@@ -290,7 +301,12 @@ class DhtProtocol:
         return ref in (self._requests if kind is TimerKind.REQUEST else self._ops)
 
     def get_timer(self) -> float | None:
-        t = min(self._next_liveness, self.maintenance.next_deadline(), self.topics.next_deadline())
+        t = min(
+            self._next_liveness,
+            self.maintenance.next_deadline(),
+            self.topics.next_deadline(),
+            self.listening.next_deadline(),
+        )
         first = self._timers.next_deadline(self._timer_alive)
         if first is not None:
             t = min(t, first)
@@ -314,6 +330,7 @@ class DhtProtocol:
             self._liveness(now)
         self.maintenance.handle_timer(now)
         self.topics.due(now)
+        self.listening.handle_timer(now)
 
     # == persistence (node.durability) ===========================================================
 
@@ -351,6 +368,9 @@ class DhtProtocol:
         self.stats.messages_out[msg.type.name] += 1
         self._out.append(Outgoing(peer, msg, via))
 
+    def send_message(self, peer: NodeId, msg: Message) -> None:
+        self._send(peer, msg)
+
     def new_rid(self) -> int:
         return self._requests.new_rid()
 
@@ -380,6 +400,8 @@ class DhtProtocol:
             self.maintenance.refresh_done(now)
         elif op.purpose is Purpose.DISCOVERY and isinstance(result, GetPeersResult):
             self.topics.discovered(result.topic, result, now)
+        elif op.purpose is Purpose.LISTEN and isinstance(result, FindNodeResult):
+            self.listening.lookup_done(result, now)
         if not op.purpose.internal:
             self._events.append(OpCompleted(op.op_id, result))
 
@@ -424,6 +446,13 @@ class DhtProtocol:
         if jt is None or not jt.announcing:
             return None
         return self.announce(topic, jt.port, b"", now, leave=True)
+
+    def listen(self, key: bytes, now: float) -> bool:
+        """Report every new version of ``key`` stored anywhere (``RecordUpdated`` events)."""
+        return self.listening.listen(key, now, self.records.get(key, now))
+
+    def unlisten(self, key: bytes, now: float) -> bool:
+        return self.listening.unlisten(key, now)
 
     def ping(self, peer: NodeId, now: float) -> int:
         return self._ping(peer, now, Purpose.USER).op_id
@@ -508,6 +537,7 @@ class DhtProtocol:
         if isinstance(payload, Record):
             if self.records.put(payload, now) is PutResult.STORED:
                 self._events.append(RecordStored(payload, False, True, None))
+                self.listening.stored(payload, None, now)
             self.maintenance.authored_record(payload, now)
             key = payload.key
         else:

@@ -68,6 +68,8 @@ class Responder:
                     return Reply(wire.AnnounceAck(msg.rid, False, reason), rejected=True)
                 result = self.providers.put(msg.provider, now)
                 return Reply(wire.AnnounceAck(msg.rid, result.ok, result.value))
+            case wire.Listen():  # answered by node.listening before it gets here
+                return Reply(wire.ListenAck(msg.rid, False, 0))
             case wire.GetPeers():
                 provs = tuple(self.providers.get(msg.topic, now, include_leaves=True))
                 provs = provs[:MAX_PROVIDERS_PER_MESSAGE]
