@@ -516,6 +516,19 @@ class NodeRuntime:
         tid = self._topic(topic)
         return await self._op(lambda p, now: p.get_peers(tid, now), GetPeersResult)
 
+    def listen(self, key: str) -> bool:
+        """Report every new version of ``key`` (``record.updated``); False: already listening."""
+        kid = key_id(key)
+        self._key_names[kid] = key
+        new = self.core.listen(kid, self.now)
+        self.pump()
+        return new
+
+    def unlisten(self, key: str) -> bool:
+        was = self.core.unlisten(key_id(key), self.now)
+        self.pump()
+        return was
+
     def join_topic(self, topic: str, port: int | None, meta: bytes) -> None:
         """Join ``topic`` for continuous discovery (announcing too when ``port`` is given)."""
         self._check_provider(port, meta)

@@ -44,6 +44,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(wire.AnnounceAck, u64, st.booleans(), reasons),
     st.builds(wire.GetPeers, u64, b32),
     st.builds(wire.Peers, u64, st.lists(providers, max_size=5).map(tuple), id_lists),
+    st.builds(wire.Listen, u64, b32, st.integers(0, codec.MAX_LISTEN_TTL_S)),
+    st.builds(wire.ListenAck, u64, st.booleans(), st.integers(0, codec.MAX_LISTEN_TTL_S)),
+    st.builds(wire.Notify, records),
 )
 
 
