@@ -218,6 +218,11 @@ class NodeHandle:
         def match(t: str, p: dict[str, Any]) -> bool:
             return t == "record.updated" and p.get("index") == self.index and p.get("key") == key
 
+        return self._follow(match, timeout_s)
+
+    def _follow(
+        self, match: Callable[[str, dict[str, Any]], bool], timeout_s: float | None
+    ) -> Iterator[dict[str, Any]]:
         position = 0
         while True:
             position, found = self.cluster.event_log.wait_for(match, position, timeout_s)
@@ -237,13 +242,7 @@ class NodeHandle:
     def discovered(self, topic: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """``topic.peer`` events for ``topic`` seen by this node (since cluster start), then
         new ones as they arrive; stops after ``timeout_s`` without a new one."""
-        match = self._discovery_match(topic)
-        position = 0
-        while True:
-            position, found = self.cluster.event_log.wait_for(match, position, timeout_s)
-            if not found:
-                return
-            yield from found
+        return self._follow(self._discovery_match(topic), timeout_s)
 
     async def adiscovered(
         self, topic: str, timeout_s: float | None = None

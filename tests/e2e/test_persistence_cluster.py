@@ -40,19 +40,26 @@ def _readable(cluster: Cluster, values: dict[str, bytes], rng: random.Random) ->
     return missing
 
 
+def _up(name: str, root: Path) -> Cluster:
+    return Cluster.up(PEERS, "process", name, state_dir=root, timeout_s=240)
+
+
+def _ids(cluster: Cluster) -> dict[int, str]:
+    return {i: cluster.node(i).id() for i in cluster.nodes}
+
+
 def test_rolling_restart_of_every_peer_keeps_every_key(tmp_path: Path) -> None:
     print(f"seed {SEED}")
     rng = random.Random(SEED)
-    name = f"roll{rng.randrange(1 << 20)}"
-    cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
+    cluster = _up(f"roll{rng.randrange(1 << 20)}", tmp_path)
     try:
         values = _store_all(cluster, rng)
-        ids = {i: cluster.node(i).id() for i in cluster.nodes}
+        ids = _ids(cluster)
         for index in cluster.nodes:
             since = cluster.event_count()
             cluster.restart(index)
             cluster.wait_restarted(index, timeout_s=60, since=since)
-        assert {i: cluster.node(i).id() for i in cluster.nodes} == ids
+        assert _ids(cluster) == ids
         missing = _readable(cluster, values, rng)
         assert missing == [], f"{len(missing)} of {KEYS} keys unreadable (seed {SEED})"
     finally:
@@ -63,13 +70,13 @@ def test_down_then_up_keeps_node_ids_and_every_key(tmp_path: Path) -> None:
     print(f"seed {SEED}")
     rng = random.Random(SEED)
     name = f"dnup{rng.randrange(1 << 20)}"
-    cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
+    cluster = _up(name, tmp_path)
     try:
         values = _store_all(cluster, rng)
-        ids = {i: cluster.node(i).id() for i in cluster.nodes}
+        ids = _ids(cluster)
         cluster.down()
-        cluster = Cluster.up(PEERS, "process", name, state_dir=tmp_path, timeout_s=240)
-        assert {i: cluster.node(i).id() for i in cluster.nodes} == ids
+        cluster = _up(name, tmp_path)
+        assert _ids(cluster) == ids
         missing = _readable(cluster, values, rng)
         assert missing == [], f"{len(missing)} of {KEYS} keys unreadable (seed {SEED})"
     finally:
