@@ -279,9 +279,13 @@ class SignalingRouter:
                 msg.rid,
             )
         if state.node_id is None and not self.admission.may_register(state.addr, now):
-            raise FrameError(
-                ErrorCode.RATE_LIMITED, "too many registrations; try again shortly", msg.rid
+            # Closed after the error frame: the client reconnects (with its backoff) and gets
+            # a fresh challenge, instead of idling until the register timeout.
+            self._to_close.append(conn)
+            frame = ErrorFrame(
+                ErrorCode.RATE_LIMITED.value, "too many registrations; try again shortly", msg.rid
             )
+            return [self._error(conn, frame)]
         out: list[Outgoing] = []
         holder = self._by_id.get(msg.node_id)
         if holder is not None and holder != conn:
