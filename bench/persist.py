@@ -105,15 +105,19 @@ async def main() -> None:
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--puts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    result = {
+    result: dict[str, Any] = {
         "nodes": args.nodes,
         "puts": args.puts,
         "load_1m": os.getloadavg()[0],
-        "persistence_off": await run_mode(False, args.nodes, args.puts, args.concurrency),
-        "persistence_on": await run_mode(True, args.nodes, args.puts, args.concurrency),
         "sync": os.environ.get(SYNC_ENV, "normal"),
     }
+    # Alternate the modes (off, on, off, on) so warm-up and load drift do not favour one.
+    for rep in range(args.repeat):
+        for persist in (False, True):
+            mode = f"persistence_{'on' if persist else 'off'}_{rep + 1}"
+            result[mode] = await run_mode(persist, args.nodes, args.puts, args.concurrency)
     print(json.dumps(result, indent=2))
 
 
