@@ -52,6 +52,7 @@ def _env_port(name: str) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
+_PURGE_HELP = "also delete the peers' data dirs/volumes (keys, so node IDs, and stored records)"
 ClusterOpt = Annotated[
     str, typer.Option("--cluster", parser=clikit.cluster_name, help="cluster name.")
 ]
@@ -274,14 +275,18 @@ def up(
 
 
 @app.command()
-def down(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None) -> int:
-    """Stop and remove everything of the cluster (a no-op when nothing runs)."""
+def down(
+    cluster: ClusterOpt = DEFAULT_CLUSTER,
+    state_dir: StateDirOpt = None,
+    purge: Annotated[bool, typer.Option(help=_PURGE_HELP)] = False,
+) -> int:
+    """Stop and remove the cluster; the peers' data (keys, records) stays unless --purge."""
 
     def run() -> int:
         root = state_root(state_dir)
         state = load_state(cluster, root)
         kind = Backend(state.backend) if state is not None else None
-        if not teardown(cluster, root, kind):
+        if not teardown(cluster, root, kind, purge=purge):
             print(f"cluster {cluster!r}: nothing to stop")
             return 0
         print(f"cluster {cluster!r} stopped and removed")

@@ -406,9 +406,44 @@ _command(
     "--immutable VALUE (prints its hash)",
 )(cmd_put)  # fmt: skip
 
+
+def cmd_listen(
+    opts: Options,
+    key: Annotated[str, typer.Argument(metavar="KEY")],
+    events: Annotated[str | None, typer.Option("--events", help="events endpoint.")] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", "-n", min=1, help="stop after this many updates.")
+    ] = None,
+) -> None:
+    me = _call(opts, "id")["id"]
+    with EventSubscriber(events_endpoint(opts, events), ["record.updated"]) as sub:
+        reply = _call(opts, "listen", key=key)
+        if not opts.json:
+            typer.echo(f"listening to {key} ({short(reply.get('key_id'))}), Ctrl-C to stop")
+        seen = 0
+        for event_topic, payload in sub:
+            if payload.get("key_id") != reply.get("key_id") or payload.get("node", me) != me:
+                continue
+            if opts.json:
+                typer.echo(to_json({"topic": event_topic, "payload": payload}, indent=None))
+            else:
+                value = payload.get("value", b"")
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                typer.echo(
+                    f"{payload.get('record_ts')} {short(payload.get('publisher'))} "
+                    f"via {short(payload.get('source'))}: {text}"
+                )
+            sys.stdout.flush()
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+
 for _spec in COMMAND_LIST:
     if _spec.name == "lookup":  # --follow streams events: written out above
         _command(app, "lookup", _spec.help + _HELP_NOTES["lookup"])(cmd_lookup)
+    elif _spec.name == "listen":  # streams record.updated events: written out above
+        _command(app, "listen", _spec.help)(cmd_listen)
     elif _spec.name not in {"store", "get", *SERVED_BY}:
         _node_command(_spec)
 

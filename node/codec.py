@@ -32,10 +32,13 @@ from node.messages import (
     HasValue,
     HasValueAck,
     Hello,
+    Listen,
+    ListenAck,
     Message,
     MsgType,
     Nodes,
     NodesAck,
+    Notify,
     Peers,
     Ping,
     Pong,
@@ -58,6 +61,7 @@ MAX_REASON_CHARS = 200
 MAX_CID_CHARS = 64
 MAX_SIGNAL_PAYLOAD_BYTES = 32 * 1024
 _U64 = (1 << 64) - 1
+MAX_LISTEN_TTL_S = 3600
 
 
 class DecodeError(RemoteError, ValueError):
@@ -131,6 +135,12 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, _trec(m.record), list(m.nodes)]
         case Refused():
             return [m.rid, m.reason[:MAX_REASON_CHARS]]
+        case Listen():
+            return [m.rid, m.key, m.ttl_s]
+        case ListenAck():
+            return [m.rid, m.ok, m.ttl_s]
+        case Notify():
+            return [_rec(m.record)]
     raise EncodeError(f"not a message: {type(m).__name__}")
 
 
@@ -357,6 +367,21 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
         2,
         lambda f: Refused(_u64(f[0], "rid"), _str(f[1], "reason", MAX_REASON_CHARS)),
     ),
+    MsgType.LISTEN: (
+        3,
+        lambda f: Listen(
+            _u64(f[0], "rid"),
+            _bin(f[1], "key", ID_BYTES, exact=True),
+            _int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S),
+        ),
+    ),
+    MsgType.LISTEN_ACK: (
+        3,
+        lambda f: ListenAck(
+            _u64(f[0], "rid"), _bool(f[1], "ok"), _int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S)
+        ),
+    ),
+    MsgType.NOTIFY: (1, lambda f: Notify(_record(f[0]))),
 }
 
 

@@ -61,6 +61,11 @@ class Config:
     discovery_interval_s: float = 15.0
     max_providers_per_topic: int = 64
 
+    # Listen (node.listen): a listener asks holders for this lifetime and refreshes at half of
+    # it; holders grant at most max_listen_ttl_s.
+    listen_ttl_s: float = 60.0
+    max_listen_ttl_s: float = 600.0
+
     signal_hop_limit: int = 8
     malformed_disconnect_threshold: int = 20
 

@@ -177,6 +177,27 @@ class RecordStored(Notice, topic="record.stored"):
 
 
 @dataclass(frozen=True, slots=True)
+class RecordUpdated(Notice, topic="record.updated"):
+    """A new version of a key this node listens to (``source``: the holder that pushed it)."""
+
+    record: Record
+    source: NodeId
+
+    def payload(self, names: Names) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "key_id": self.record.key.hex(),
+            "value": self.record.data,
+            "publisher": self.record.pub.hex(),
+            "record_ts": self.record.ts,
+            "source": self.source.hex(),
+        }
+        name = names.key_name(self.record.key)
+        if name is not None:
+            body["key"] = name
+        return body
+
+
+@dataclass(frozen=True, slots=True)
 class RecordExpired(Notice, topic="record.expired"):
     key: bytes
     pub: NodeId
@@ -356,6 +377,7 @@ Event = (
     OpCompleted
     | LookupDone
     | RecordStored
+    | RecordUpdated
     | RecordExpired
     | ContactAdded
     | ContactRemoved

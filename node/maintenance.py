@@ -64,6 +64,7 @@ class Maintenance:
         self.table, self.records = table, records
         self.authored: dict[bytes, tuple[Record, float]] = {}  # key → (record, next republish)
         self._next_republish = math.inf  # the earliest republish time in `authored`
+        self.authored_changed: set[bytes] | None = None  # keys changed since taken (durability)
         self._refresh_queue: deque[int] = deque()
         self._join_refresh: set[int] = set()  # bucket indices queued by join, not yet started
         self._refresh_running = False
@@ -158,6 +159,11 @@ class Maintenance:
     def authored_record(self, record: Record, now: float) -> None:
         """We wrote ``record``: republish it every ``republish_interval_s`` from now on."""
         republish_at = now + self.config.republish_interval_s
+        if (
+            self.authored_changed is not None
+            and self.authored.get(record.key, (None,))[0] != record
+        ):
+            self.authored_changed.add(record.key)
         self.authored[record.key] = (record, republish_at)
         self._next_republish = min(self._next_republish, republish_at)
 
@@ -171,6 +177,8 @@ class Maintenance:
             held = self.records.get(key, now)
             if held is not None and held != record and better(held, record):
                 del self.authored[key]  # superseded by a newer write: stop republishing ours
+                if self.authored_changed is not None:
+                    self.authored_changed.add(key)
                 continue
             self.host.write(record, now, Purpose.REPUBLISH)
             count += 1

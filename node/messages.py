@@ -46,6 +46,10 @@ class MsgType(enum.IntEnum):
     # 26 reserved
     RECORD = 27
     REFUSED = 28
+    # 30-35: listen (docs/wire/pers.md)
+    LISTEN = 30
+    LISTEN_ACK = 31
+    NOTIFY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +240,41 @@ class Refused(Rpc):
     type = MsgType.REFUSED
 
 
-Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | FindNodeStore | Put
+@dataclass(frozen=True, slots=True)
+class Listen(Rpc):
+    """Push every new version of ``key`` to the sender for ``ttl_s`` seconds (0: stop)."""
+
+    key: bytes
+    ttl_s: int
+    type = MsgType.LISTEN
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAck(Rpc):
+    """``ttl_s``: the lifetime granted (the holder may shorten it); 0 with ``ok`` false."""
+
+    ok: bool
+    ttl_s: int
+    type = MsgType.LISTEN_ACK
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """One-way push to a listener: ``record`` is the version of its key just stored here."""
+
+    record: Record
+    type = MsgType.NOTIFY
+
+
+Request = (
+    Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers | FindNodeStore | Put
+    | Listen
+)  # fmt: skip
 Response = (
     Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | NodesAck | PutAck
-    | RecordValue | Refused
+    | RecordValue | Refused | ListenAck
 )  # fmt: skip
-Message = Hello | Request | Response | Signal
+Message = Hello | Request | Response | Signal | Notify
 
 _R = MsgType.REFUSED  # any request may be refused (rate limit)
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
@@ -254,6 +287,7 @@ RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.GET_PEERS: (MsgType.PEERS, _R),
     MsgType.PUT: (MsgType.PUT_ACK, _R),
     MsgType.FIND_NODE_STORE: (MsgType.NODES_ACK, _R),
+    MsgType.LISTEN: (MsgType.LISTEN_ACK, _R),
 }
 
 

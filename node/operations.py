@@ -89,6 +89,7 @@ class Purpose(enum.Enum):
     REPUBLISH = "republish"  # an originator's republish or re-announce
     LIVENESS = "liveness"  # a ping of an idle connected peer: evicted when it fails
     BUCKET = "bucket"  # a ping of a full bucket's oldest contact: replaced when it fails
+    LISTEN = "listen"  # the lookup that finds the holders a listener registers with
 
     @property
     def internal(self) -> bool:

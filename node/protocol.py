@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 
 from node import codec
 from node.config import Config
+from node.durability import Batch, Durability, Snapshot
 from node.events import (
     ContactAdded,
     ContactRemoved,
     Event,
+    FindNodeResult,
     GetPeersResult,
     OpCompleted,
     OpResult,
@@ -53,18 +55,22 @@ from node.events import (
 )
 from node.identity import Identity
 from node.ids import NodeId
+from node.listening import Listening
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
     HasValue,
     HasValueAck,
+    Listen,
     Message,
+    Notify,
     Outgoing,
     Ping,
     Refused,
     Request,
     Response,
     Signal,
+    WriteAck,
 )
 from node.operations import (
     Answer,
@@ -166,6 +172,8 @@ class DhtProtocol:
         self.maintenance = Maintenance(self.id, config, rng, self.table, self.records, self, now)
         self.topics = Topics(identity, config, self)
         self.responder = Responder(config, self.table, self.records, self.providers)
+        self.durability: Durability | None = None
+        self.listening = Listening(self.id, config, self, now)
 
     # == views ====================================================================================
 
@@ -239,16 +247,27 @@ class DhtProtocol:
             if verdict is not Verdict.ALLOW:
                 self._rate_limited(peer, msg, verdict)
                 return
+        if isinstance(msg, Listen):
+            self._send(peer, self.listening.on_listen(peer, msg, now))
+        elif isinstance(msg, Request):
             reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
             if reply.rejected:
                 self.stats.records_rejected += 1
             if reply.stored is not None:
                 self._events.append(reply.stored)
-            self._send(peer, reply.response)
+                self.listening.stored(reply.stored.record, peer, now)
+            d = self.durability
+            if d is not None and isinstance(reply.response, WriteAck) and d.pending:
+                d.hold(Outgoing(peer, reply.response, None))  # acknowledged once on disk
+            else:
+                self._send(peer, reply.response)
         elif isinstance(msg, Response):
             self._on_response(peer, msg, now)
         elif isinstance(msg, Signal):
             self._on_signal(peer, msg)
+        elif isinstance(msg, Notify):
+            if not self.listening.on_notify(peer, msg.record, self.wall_ms(now)):
+                self.stats.dropped_unexpected += 1
         else:
             self.stats.dropped_unexpected += 1  # a HELLO after the handshake
 
@@ -346,7 +365,12 @@ class DhtProtocol:
         return ref in (self._requests if kind is TimerKind.REQUEST else self._ops)
 
     def get_timer(self) -> float | None:
-        t = min(self._next_liveness, self.maintenance.next_deadline(), self.topics.next_deadline())
+        t = min(
+            self._next_liveness,
+            self.maintenance.next_deadline(),
+            self.topics.next_deadline(),
+            self.listening.next_deadline(),
+        )
         first = self._timers.next_deadline(self._timer_alive)
         if first is not None:
             t = min(t, first)
@@ -370,6 +394,28 @@ class DhtProtocol:
             self._liveness(now)
         self.maintenance.handle_timer(now)
         self.topics.due(now)
+        self.listening.handle_timer(now)
+
+    # == persistence (node.durability) ===========================================================
+
+    def persistent(self, snapshot: Snapshot | None, now: float) -> Durability:
+        """Turn on durable acknowledgements, after restoring ``snapshot`` (a previous run's)."""
+        if self.durability is None:
+            self.durability = Durability(self.records, self.providers, self.maintenance, self.table)
+            if snapshot is not None:
+                self.durability.restore(snapshot, now, self.wall_offset_s)
+        return self.durability
+
+    def take_batch(self, now: float, with_contacts: bool = False) -> Batch:
+        """Everything changed since the last batch, for the I/O side to commit."""
+        assert self.durability is not None
+        return self.durability.take_batch(now, self.wall_offset_s, with_contacts)
+
+    def persisted(self, gen: int) -> None:
+        """Batch ``gen`` is on disk: the acknowledgements it covered may go."""
+        if self.durability is not None:
+            for out in self.durability.persisted(gen):
+                self._send(out.peer, out.message)
 
     # == outputs ==================================================================================
 
@@ -385,6 +431,9 @@ class DhtProtocol:
     def _send(self, peer: NodeId, msg: Message, via: NodeId | None = None) -> None:
         self.stats.messages_out[msg.type.name] += 1
         self._out.append(Outgoing(peer, msg, via))
+
+    def send_message(self, peer: NodeId, msg: Message) -> None:
+        self._send(peer, msg)
 
     def new_rid(self) -> int:
         return self._requests.new_rid()
@@ -415,6 +464,8 @@ class DhtProtocol:
             self.maintenance.refresh_done(now)
         elif op.purpose is Purpose.DISCOVERY and isinstance(result, GetPeersResult):
             self.topics.discovered(result.topic, result, now)
+        elif op.purpose is Purpose.LISTEN and isinstance(result, FindNodeResult):
+            self.listening.lookup_done(result, now)
         if not op.purpose.internal:
             reported = op.reports_as if isinstance(op, WriteOp) and op.reports_as else op.op_id
             self._events.append(OpCompleted(reported, result))
@@ -468,6 +519,13 @@ class DhtProtocol:
         if jt is None or not jt.announcing:
             return None
         return self.announce(topic, jt.port, b"", now, leave=True)
+
+    def listen(self, key: bytes, now: float) -> bool:
+        """Report every new version of ``key`` stored anywhere (``RecordUpdated`` events)."""
+        return self.listening.listen(key, now, self.records.get(key, now))
+
+    def unlisten(self, key: bytes, now: float) -> bool:
+        return self.listening.unlisten(key, now)
 
     def ping(self, peer: NodeId, now: float) -> int:
         return self._ping(peer, now, Purpose.USER).op_id
@@ -609,6 +667,7 @@ class DhtProtocol:
         result = self.records.put(record, now, cas=cas)
         if result is PutResult.STORED:
             self._events.append(RecordStored(record, False, True, None))
+            self.listening.stored(record, None, now)
         if result.value not in LOST_WRITE_REASONS:
             self.maintenance.authored_record(record, now)
 

@@ -97,6 +97,8 @@ class Responder:
                 if not result.ok:
                     self.refusals[result.value] += 1
                 return Reply(wire.AnnounceAck(msg.rid, result.ok, result.value))
+            case wire.Listen():  # answered by node.listening before it gets here
+                return Reply(wire.ListenAck(msg.rid, False, 0))
             case wire.GetPeers():
                 provs = tuple(self.providers.get(msg.topic, now, include_leaves=True))
                 provs = provs[:MAX_PROVIDERS_PER_MESSAGE]

@@ -51,6 +51,7 @@ from node.identity import Identity
 from node.ids import NodeId, key_id, short_id
 from node.operations import Purpose
 from node.owned import MAX_SALT_BYTES
+from node.persist import Persister, start_persistence, synced
 from node.protocol import DhtProtocol
 from node.records import Record
 from node.signaling_port import SignalingFactory, SignalingHandlers, SignalingPort
@@ -200,6 +201,7 @@ class NodeRuntime:
         rng: random.Random | None = None,
         *,
         signaling: SignalingFactory | None = None,
+        persister: Persister | None = None,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
@@ -211,6 +213,8 @@ class NodeRuntime:
         self.settings = settings or NodeSettings()
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self._signaling_factory = signaling
+        self.persister = persister
+        """SQLite persistence (``node.persist``); None: the node forgets everything on exit."""
         self.proto: DhtProtocol | None = None
         self.signaling: SignalingPort | None = None
         self.bootstrap: Bootstrapper | None = None
@@ -260,6 +264,9 @@ class NodeRuntime:
             now,
             wall_offset_s=time.time() - now,
         )
+        if self.persister is not None:
+            saved = await start_persistence(self.persister, self.proto, lambda: self.now, self.pump)
+            self._tasks.spawn(self._redial(saved[: 2 * self.settings.bootstrap_peers]))
         if self._signaling_factory is not None:
             sig = self._signaling_factory(
                 SignalingHandlers(
@@ -291,6 +298,8 @@ class NodeRuntime:
             self._timer.cancel()
         await self._tasks.cancel_all()
         await self.connections.close_all()
+        if self.persister is not None:
+            await self.persister.close()
         if self.signaling is not None:
             await self.signaling.close()
         await self.transport.close()
@@ -309,6 +318,12 @@ class NodeRuntime:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def _redial(self, contacts: list[NodeId]) -> None:
+        """Reconnect to the contacts a previous run saved (the signaling server may be gone)."""
+        async with asyncio.TaskGroup() as tg:
+            for peer in contacts:
+                tg.create_task(self.dial(peer))
 
     def _on_registered(self) -> None:
         if self.bootstrap is not None:
@@ -343,6 +358,8 @@ class NodeRuntime:
                     break
         finally:
             self._pumping = False
+        if self.persister is not None:
+            self.persister.kick()
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -485,7 +502,7 @@ class NodeRuntime:
     async def store_at(self, address: bytes, value: bytes) -> StoreResult:
         """An open-namespace store under a raw 32-byte DHT key."""
         self._check_value(value)
-        return await self._op(lambda p, now: p.store(address, value, now), StoreResult)
+        return await self._durable(lambda p, now: p.store(address, value, now))
 
     async def put_mutable(
         self, name: bytes, value: bytes, seq: int | None, cas: int | None
@@ -497,12 +514,18 @@ class NodeRuntime:
         for what, n in (("seq", seq), ("cas", cas)):
             if n is not None and not 0 <= n < 1 << 64:
                 raise BadArgument(f"{what} must be in 0..2^64-1")
-        start = lambda p, now: p.put_mutable(name, value, now, seq, cas)  # noqa: E731
-        return await self._op(start, StoreResult)
+        return await self._durable(lambda p, now: p.put_mutable(name, value, now, seq, cas))
 
     async def put_immutable(self, value: bytes) -> StoreResult:
         self._check_value(value)
-        return await self._op(lambda p, now: p.put_immutable(value, now), StoreResult)
+        return await self._durable(lambda p, now: p.put_immutable(value, now))
+
+    async def _durable(self, start: Callable[[DhtProtocol, float], int]) -> StoreResult:
+        """Run a write; with persistence on, our own copy is on disk before we answer."""
+        result = await self._op(start, StoreResult)
+        if self.persister is not None:
+            await synced(self.persister, self.core)
+        return result
 
     async def write_record(self, record: Record) -> StoreResult:
         """Send an already-signed record to the k closest as it is (the republish path; tests
@@ -545,6 +568,19 @@ class NodeRuntime:
     async def lookup_topic(self, topic: str) -> GetPeersResult:
         tid = self._topic(topic)
         return await self._op(lambda p, now: p.get_peers(tid, now), GetPeersResult)
+
+    def listen(self, key: str) -> bool:
+        """Report every new version of ``key`` (``record.updated``); False: already listening."""
+        kid = key_id(key)
+        self._key_names[kid] = key
+        new = self.core.listen(kid, self.now)
+        self.pump()
+        return new
+
+    def unlisten(self, key: str) -> bool:
+        was = self.core.unlisten(key_id(key), self.now)
+        self.pump()
+        return was
 
     def join_topic(self, topic: str, port: int | None, meta: bytes) -> None:
         """Join ``topic`` for continuous discovery (announcing too when ``port`` is given)."""

@@ -91,6 +91,7 @@ class RecordStore:
         self.last_reason = ""  # the detail of the last QUOTA refusal
         self._entries: dict[bytes, Entry] = {}
         self._heap: list[tuple[float, bytes]] = []
+        self.changed: set[bytes] | None = None  # keys changed since taken (node.durability)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -125,6 +126,8 @@ class RecordStore:
             cur.cached = cached
             cur.expires_at = max(cur.expires_at, now + ttl) if cached else now + ttl
             heapq.heappush(self._heap, (cur.expires_at, record.key))
+            if self.changed is not None:
+                self.changed.add(record.key)
             return PutResult.REFRESHED
         if record_order(record) < record_order(cur.record):
             return PutResult.STALE
@@ -149,8 +152,7 @@ class RecordStore:
         if old is not None:
             self.ledger.release(old.cost, old.record.pub, old.peer)
         self.ledger.charge(new.cost, record.pub, peer)
-        self._entries[record.key] = new
-        heapq.heappush(self._heap, (new.expires_at, record.key))
+        self._set(new)
         return PutResult.STORED
 
     def discard(self, record: Record) -> bool:
@@ -160,7 +162,23 @@ class RecordStore:
             return False
         del self._entries[record.key]
         self.ledger.release(e.cost, record.pub, e.peer)
+        if self.changed is not None:
+            self.changed.add(record.key)
         return True
+
+    def _set(self, e: Entry) -> None:
+        self._entries[e.record.key] = e
+        heapq.heappush(self._heap, (e.expires_at, e.record.key))
+        if self.changed is not None:
+            self.changed.add(e.record.key)
+
+    def restore(self, record: Record, expires_at: float, cached: bool, now: float) -> None:
+        """Put back an entry loaded from disk (not marked as changed; the caller checked it)."""
+        if expires_at > now and len(self._entries) < self.max_records:
+            e = Entry(record, expires_at, cached, now)
+            self.ledger.charge(e.cost, record.pub, None)
+            self._entries[record.key] = e
+            heapq.heappush(self._heap, (expires_at, record.key))
 
     def get(self, key: bytes, now: float) -> Record | None:
         e = self._entries.get(key)
@@ -204,6 +222,8 @@ class RecordStore:
                 del self._entries[key]
                 self.ledger.release(e.cost, e.record.pub, e.peer)
                 out.append(e)
+                if self.changed is not None:
+                    self.changed.add(key)
         return out
 
 
@@ -227,9 +247,30 @@ class ProviderStore:
         self.max_per_announcer = max_per_announcer  # topics one node may be announced under
         self._topics: dict[bytes, dict[NodeId, ProviderEntry]] = {}
         self._per_node: Counter[NodeId] = Counter()
+        self.changed: set[tuple[bytes, NodeId]] | None = None  # (topic, node) since taken
+        self._touched: list[NodeId] = []  # the announcers the last put changed
 
     def put(self, p: ProviderRecord, now: float) -> PutResult:
         """Store an announcement or a leave tombstone."""
+        result = self._put(p, now)
+        if self.changed is not None and result in (PutResult.STORED, PutResult.REFRESHED):
+            self.changed.update((p.topic, n) for n in self._touched)
+        return result
+
+    def entry(self, topic: bytes, node: NodeId, now: float) -> ProviderEntry | None:
+        e = self._topics.get(topic, {}).get(node)
+        return e if e is not None and e.expires_at > now else None
+
+    def restore(self, p: ProviderRecord, expires_at: float, now: float) -> None:
+        """Put back an entry loaded from disk (not marked as changed)."""
+        if expires_at > now:
+            entries = self._topics.setdefault(p.topic, {})
+            if p.node not in entries:
+                self._per_node[p.node] += 1
+            entries[p.node] = ProviderEntry(p, expires_at)
+
+    def _put(self, p: ProviderRecord, now: float) -> PutResult:
+        self._touched = [p.node]
         entries = self._topics.get(p.topic)
         if entries is None:
             if len(self._topics) >= self.max_topics:
@@ -256,6 +297,7 @@ class ProviderStore:
             oldest = min(live, key=lambda e: e.provider.ts)
             self._forget(entries, oldest.provider.node)
             live.remove(oldest)
+            self._touched.append(oldest.provider.node)
         return PutResult.STORED
 
     def _forget(self, entries: dict[NodeId, ProviderEntry], node: NodeId) -> ProviderEntry:
@@ -284,6 +326,8 @@ class ProviderStore:
             entries = self._topics[topic]
             for node_id in [n for n, e in entries.items() if e.expires_at <= now]:
                 out.append(self._forget(entries, node_id).provider)
+                if self.changed is not None:
+                    self.changed.add((topic, node_id))
             if not entries:
                 del self._topics[topic]
         return out

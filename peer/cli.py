@@ -55,6 +55,7 @@ _SET_HELP = (
     "set a node parameter (repeatable): periods, quotas, rate limits; env DHT_NAME. "
     "Names: " + ", ".join(tunables.TUNABLES)
 )
+_PERSIST_HELP = "keep records, providers and contacts in SQLite in the data dir (env DHT_PERSIST)"
 
 
 @app.command()
@@ -89,13 +90,14 @@ def main_command(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help=_SET_HELP, metavar="NAME=VALUE")
     ] = None,
+    persist: Annotated[bool, typer.Option(envvar="DHT_PERSIST", help=_PERSIST_HELP)] = True,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
     url = None if signaling.strip().lower() in ("", "none") else signaling
     options = Options(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
-        max_connections, bootstrap_peers, stats_interval, log_level,
+        max_connections, bootstrap_peers, stats_interval, log_level, persist=persist,
     )  # fmt: skip
     try:
         overrides = tunables.parse(set_ or [], os.environ)

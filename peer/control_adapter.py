@@ -301,6 +301,16 @@ class ControlAdapter(NodeAPI):
         self.runtime.join_topic(topic, port, _meta_bytes(meta))
         return {"topic": topic, "topic_id": key_id(topic).hex(), "announcing": port is not None}
 
+    async def listen(self, *, key: str) -> Result:
+        return {"key": key, "key_id": key_id(key).hex(), "new": self.runtime.listen(key)}
+
+    async def unlisten(self, *, key: str) -> Result:
+        return {
+            "key": key,
+            "key_id": key_id(key).hex(),
+            "was_listening": self.runtime.unlisten(key),
+        }
+
     async def shutdown(self) -> Result:
         self.runtime.request_stop()
         return {"shutting_down": True}

@@ -17,6 +17,7 @@ from node.config import Config
 from node.events import Notice
 from node.identity import Identity
 from node.ids import id_hex
+from node.persist import Persister
 from node.runtime import NodeRuntime, NodeSettings
 from node.signaling_port import SignalingHandlers, SignalingPort
 from node.transport.base import Transport
@@ -40,6 +41,7 @@ class PeerNode:
         config: Config | None = None,
         settings: NodeSettings | None = None,
         rng: random.Random | None = None,
+        persister: Persister | None = None,
     ) -> None:
         self.identity = identity
         self.signaling_url = signaling_url
@@ -52,6 +54,7 @@ class PeerNode:
             settings,
             rng,
             signaling=self._make_signaling if signaling_url else None,
+            persister=persister,
         )
         self.api = ControlAdapter(self.runtime)
         self.control: ControlServer | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ class Options:
     stats_interval_s: float
     log_level: str
     overrides: dict[str, int | float] = field(default_factory=dict)  # node.tunables
+    persist: bool = True  # SQLite in data_dir (node.persist); False: forget everything on exit
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -99,10 +101,20 @@ def serve_resolved(text: str) -> int:
 async def run(options: Options) -> int:
     """Run the node until SIGTERM/SIGINT or a ``shutdown`` command; the exit code."""
     from node.identity import Identity
+    from node.persist import SYNC_ENV, Persister
     from node.transport.webrtc import WebRTCTransport
     from peer.node import PeerNode
 
     identity = Identity.load_or_create(options.data_dir)
+    try:
+        persister = (
+            Persister(options.data_dir, os.environ.get(SYNC_ENV, "normal"))
+            if options.persist
+            else None
+        )
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     node = PeerNode(
         identity,
         WebRTCTransport(options.ice_addresses, options.ice_servers),
@@ -111,6 +123,7 @@ async def run(options: Options) -> int:
         signaling_url=options.signaling,
         control_endpoint=options.control,
         events_endpoint=options.events,
+        persister=persister,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -10,6 +10,8 @@ Configuration, highest precedence first: flags, environment, defaults.
 | ``--web`` | ``SIGNALING_WEB`` | none (no HTTP files) |
 
 With ``--web DIR`` the same port also serves DIR's files over HTTP (the browser peer in ``web/``).
+| | ``SIGNALING_REGISTER_RATE`` / ``_BURST`` | registrations/s and burst per address: 20 / 100 |
+| | ``SIGNALING_REGISTER_RATE_GLOBAL`` / ``_BURST_GLOBAL`` | the whole server: 200 / 1000 |
 
 Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 1 cannot listen, 2 bad usage/configuration.
 When ready it prints ``listening on ws://HOST:PORT`` (one line) to stderr.
@@ -29,6 +31,7 @@ from typing import Annotated, NamedTuple
 import typer
 
 from node import clikit
+from signaling.admission import AdmissionSettings
 from signaling.server import SignalingServer
 
 PROG = "dht-signaling"
@@ -133,7 +136,12 @@ def parse_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None 
 
 
 async def _run(host: str, port: int, web: Path | None = None) -> int:
-    server = SignalingServer(host, port, web_root=web)
+    try:
+        admission = AdmissionSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"dht-signaling: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    server = SignalingServer(host, port, web_root=web, admission=admission)
     try:
         await server.start()
     except OSError as exc:

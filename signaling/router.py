@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import heapq
 import logging
 import random
 from collections import Counter
@@ -46,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from node.identity import DOMAIN_SIGNALING, verify
-from node.ids import NodeId, distance, short_id
+from node.ids import NodeId, short_id
+from signaling.admission import Admission, AdmissionSettings
 from signaling.messages import (
     MAX_FRAME_BYTES,
     NONCE_BYTES,
@@ -62,6 +62,7 @@ from signaling.messages import (
     Register,
     Registered,
     Relay,
+    RelayKind,
     ServerMessage,
     decode_json_object,
     encode,
@@ -110,6 +111,7 @@ class _Conn:
     bucket: TokenBucket
     state: ConnState = ConnState.CHALLENGED
     node_id: NodeId | None = None
+    addr: str | None = None  # the source address (registration rate limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class RouterStats:
     peers_requests: int
     takeovers: int
     errors: dict[str, int] = field(default_factory=dict)
+    admission: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -133,6 +136,7 @@ class RouterStats:
             "peers_requests": self.peers_requests,
             "takeovers": self.takeovers,
             "errors": dict(self.errors),
+            "admission": dict(self.admission),
         }
 
 
@@ -148,6 +152,7 @@ class SignalingRouter:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         rate_per_s: float = RATE_LIMIT_FRAMES_PER_S,
         burst: float = RATE_LIMIT_BURST_FRAMES,
+        admission: AdmissionSettings | None = None,
     ) -> None:
         # The nonce must be unpredictable in production: default to the OS CSPRNG.
         self._rng: random.Random = rng if rng is not None else random.SystemRandom()
@@ -163,16 +168,17 @@ class SignalingRouter:
         self._peers_requests = 0
         self._takeovers = 0
         self._errors: Counter[str] = Counter()
+        self.admission = Admission(admission or AdmissionSettings())
 
     # -- receiving data ----------------------------------------------------------------------
 
-    def connect(self, conn: ConnId, now: float) -> list[Outgoing]:
-        """A new connection: remember it and send its challenge."""
+    def connect(self, conn: ConnId, now: float, addr: str | None = None) -> list[Outgoing]:
+        """A new connection (from source address ``addr``): remember it, send its challenge."""
         if conn in self._conns:  # the I/O layer reused a live handle: start over cleanly
             self.disconnect(conn)
         nonce = self._rng.getrandbits(8 * NONCE_BYTES).to_bytes(NONCE_BYTES, "big")
         self._conns[conn] = _Conn(
-            nonce=nonce, bucket=TokenBucket(self._rate_per_s, self._burst, now)
+            nonce=nonce, bucket=TokenBucket(self._rate_per_s, self._burst, now), addr=addr
         )
         return [self._out(conn, Challenge(nonce))]
 
@@ -196,7 +202,7 @@ class SignalingRouter:
                     f"frame of {size} bytes exceeds the {self._max_frame_bytes}-byte limit",
                 )
             message = parse_client_message(decode_json_object(data))
-            return self._handle(conn, state, message)
+            return self._handle(conn, state, message, now)
         except FrameError as exc:
             return [self._error(conn, exc.to_frame())]
 
@@ -209,6 +215,7 @@ class SignalingRouter:
             and self._by_id.get(state.node_id) == conn
         ):
             del self._by_id[state.node_id]
+            self.admission.gone(state.node_id)
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -227,6 +234,12 @@ class SignalingRouter:
             peers_requests=self._peers_requests,
             takeovers=self._takeovers,
             errors=dict(self._errors),
+            admission={
+                "registrations_refused": self.admission.stats.registrations_refused,
+                "offers_answered": self.admission.stats.offers_answered,
+                "offers_unanswered": self.admission.stats.offers_unanswered,
+                "handed_suspects": self.admission.stats.handed_suspects,
+            },
         )
 
     def registered_ids(self) -> list[NodeId]:
@@ -238,17 +251,19 @@ class SignalingRouter:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def _handle(self, conn: ConnId, state: _Conn, message: ClientMessage) -> list[Outgoing]:
+    def _handle(
+        self, conn: ConnId, state: _Conn, message: ClientMessage, now: float
+    ) -> list[Outgoing]:
         match message:
             case Register():
-                return self._register(conn, state, message)
+                return self._register(conn, state, message, now)
             case PeersRequest():
-                return self._peers(conn, state, message)
+                return self._peers(conn, state, message, now)
             case Relay():
-                return self._relay(conn, state, message)
+                return self._relay(conn, state, message, now)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _register(self, conn: ConnId, state: _Conn, msg: Register) -> list[Outgoing]:
+    def _register(self, conn: ConnId, state: _Conn, msg: Register, now: float) -> list[Outgoing]:
         if hashlib.sha256(msg.public_key).digest() != msg.node_id:
             raise FrameError(ErrorCode.BAD_SIGNATURE, "id is not SHA-256 of public_key", msg.rid)
         if not verify(msg.public_key, msg.sig, DOMAIN_SIGNALING + state.nonce):
@@ -263,6 +278,14 @@ class SignalingRouter:
                 f"this connection is already registered as {state.node_id.hex()}",
                 msg.rid,
             )
+        if state.node_id is None and not self.admission.may_register(state.addr, now):
+            # Closed after the error frame: the client reconnects (with its backoff) and gets
+            # a fresh challenge, instead of idling until the register timeout.
+            self._to_close.append(conn)
+            frame = ErrorFrame(
+                ErrorCode.RATE_LIMITED.value, "too many registrations; try again shortly", msg.rid
+            )
+            return [self._error(conn, frame)]
         out: list[Outgoing] = []
         holder = self._by_id.get(msg.node_id)
         if holder is not None and holder != conn:
@@ -286,6 +309,7 @@ class SignalingRouter:
         state.node_id = msg.node_id
         state.state = ConnState.REGISTERED
         self._by_id[msg.node_id] = conn
+        self.admission.registered(msg.node_id)
         out.append(self._out(conn, Registered(msg.node_id, msg.rid)))
         return out
 
@@ -294,14 +318,13 @@ class SignalingRouter:
             raise FrameError(ErrorCode.NOT_REGISTERED, "register first", rid, cid)
         return state.node_id
 
-    def _peers(self, conn: ConnId, state: _Conn, msg: PeersRequest) -> list[Outgoing]:
+    def _peers(self, conn: ConnId, state: _Conn, msg: PeersRequest, now: float) -> list[Outgoing]:
         own = self._require_registered(state, msg.rid)
         self._peers_requests += 1
-        others = (node_id for node_id in self._by_id if node_id != own)
-        closest = heapq.nsmallest(msg.n, others, key=lambda other: distance(own, other))
-        return [self._out(conn, PeersReply(tuple(closest), msg.rid))]
+        picked = self.admission.pick(own, self._by_id, msg.n, now)
+        return [self._out(conn, PeersReply(tuple(picked), msg.rid))]
 
-    def _relay(self, conn: ConnId, state: _Conn, msg: Relay) -> list[Outgoing]:
+    def _relay(self, conn: ConnId, state: _Conn, msg: Relay, now: float) -> list[Outgoing]:
         own = self._require_registered(state, msg.rid, msg.cid)
         target = self._by_id.get(msg.to)
         if target is None:
@@ -312,6 +335,10 @@ class SignalingRouter:
                 msg.cid,
             )
         self._relayed += 1
+        if msg.kind is RelayKind.OFFER:
+            self.admission.offer(msg.to, msg.cid, now)
+        else:
+            self.admission.answer(own, msg.cid, now)
         forwarded = Relay(kind=msg.kind, to=msg.to, cid=msg.cid, sdp=msg.sdp, sender=own)
         return [self._out(target, forwarded)]
 

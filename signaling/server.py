@@ -26,6 +26,7 @@ from typing import Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from signaling.admission import AdmissionSettings
 from signaling.messages import MAX_FRAME_BYTES, ErrorCode, ErrorFrame, encode
 from signaling.router import ConnId, Outgoing, RouterStats, SignalingRouter
 from signaling.static import static_handler
@@ -74,6 +75,7 @@ class SignalingServer:
         hard_max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
         register_timeout_s: float = REGISTER_TIMEOUT_S,
         web_root: Path | None = None,
+        admission: AdmissionSettings | None = None,
     ) -> None:
         self.host = host
         self.web_root = web_root
@@ -81,7 +83,7 @@ class SignalingServer:
         self._register_timeout_s = register_timeout_s
         self._requested_port = port
         self._hard_max = hard_max_frame_bytes
-        self.router = SignalingRouter(rng, max_frame_bytes=max_frame_bytes)
+        self.router = SignalingRouter(rng, max_frame_bytes=max_frame_bytes, admission=admission)
         self._peers: dict[ConnId, _Peer] = {}
         self._handles = itertools.count(1)
         self._server: Server | None = None
@@ -170,7 +172,8 @@ class SignalingServer:
         logger.debug("connection %d from %s", conn, ws.remote_address)
         deadline = loop.call_later(self._register_timeout_s, self._register_deadline, conn, peer)
         try:
-            self._dispatch(self.router.connect(conn, loop.time()))
+            addr = ws.remote_address[0] if ws.remote_address else None
+            self._dispatch(self.router.connect(conn, loop.time(), addr))
             async for data in ws:
                 self._dispatch(self.router.receive(conn, data, loop.time()))
         except ConnectionClosed as exc:

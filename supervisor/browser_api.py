@@ -235,7 +235,7 @@ class BrowserNodeAPI(NodeAPI):
     ) -> Result:
         raise _unsupported("join")
 
-    # Owned and immutable records are not in the JavaScript peer yet (docs/browser.md).
+    # Owned/immutable records and listen are not in the JavaScript peer yet (docs/browser.md).
     async def store_at(self, *, address: str, value: bytes) -> Result:
         raise _unsupported("store_at")
 
@@ -249,6 +249,12 @@ class BrowserNodeAPI(NodeAPI):
 
     async def get_address(self, *, address: str) -> Result:
         raise _unsupported("get_address")
+
+    async def listen(self, *, key: str) -> Result:
+        raise _unsupported("listen")
+
+    async def unlisten(self, *, key: str) -> Result:
+        raise _unsupported("unlisten")
 
     async def shutdown(self) -> Result:
         if self.on_shutdown is None:

@@ -233,6 +233,33 @@ class NodeHandle:
         """Stop the node cleanly (the supervisor then restarts it, as after any exit)."""
         return self.invoke(NodeAPI.shutdown)
 
+    def listen(self, key: str) -> Result:
+        """Listen to ``key`` on this node: every new version stored anywhere becomes a
+        ``record.updated`` event (``updates(key)`` iterates them)."""
+        return self.invoke(NodeAPI.listen, key=key)
+
+    def updates(self, key: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+        """This node's ``record.updated`` events for ``key`` (since cluster start), then new
+        ones as they arrive; stops after ``timeout_s`` without a new one."""
+
+        def match(t: str, p: dict[str, Any]) -> bool:
+            return t == "record.updated" and p.get("index") == self.index and p.get("key") == key
+
+        return self._follow(match, timeout_s)
+
+    def _follow(
+        self, match: Callable[[str, dict[str, Any]], bool], timeout_s: float | None
+    ) -> Iterator[dict[str, Any]]:
+        position = 0
+        while True:
+            position, found = self.cluster.event_log.wait_for(match, position, timeout_s)
+            if not found:
+                return
+            yield from found
+
+    def unlisten(self, key: str) -> Result:
+        return self.invoke(NodeAPI.unlisten, key=key)
+
     def _discovery_match(self, topic: str) -> Callable[[str, dict[str, Any]], bool]:
         def match(t: str, p: dict[str, Any]) -> bool:
             return t == "topic.peer" and p.get("index") == self.index and p.get("topic") == topic
@@ -242,13 +269,7 @@ class NodeHandle:
     def discovered(self, topic: str, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """``topic.peer`` events for ``topic`` seen by this node (since cluster start), then
         new ones as they arrive; stops after ``timeout_s`` without a new one."""
-        match = self._discovery_match(topic)
-        position = 0
-        while True:
-            position, found = self.cluster.event_log.wait_for(match, position, timeout_s)
-            if not found:
-                return
-            yield from found
+        return self._follow(self._discovery_match(topic), timeout_s)
 
     async def adiscovered(
         self, topic: str, timeout_s: float | None = None
@@ -426,9 +447,10 @@ class Cluster:
         self.event_log.close()
         self.front.close()
 
-    def down(self) -> None:
+    def down(self, purge: bool = False) -> None:
+        """Stop the cluster; the peers' data stays for the next ``up`` unless ``purge``."""
         self.close()
-        teardown(self.name, self.root)
+        teardown(self.name, self.root, purge=purge)
         if self._temp_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

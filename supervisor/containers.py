@@ -267,12 +267,14 @@ class DockerLauncher:
         except OSError as exc:
             raise LaunchError(f"cannot signal pid {pid} of {handle.role}: {exc}") from exc
 
-    def remove_cluster(self, cluster: str) -> None:
+    def remove_cluster(self, cluster: str, purge: bool = True) -> None:
         for handle in self._members(cluster):
             self._remove_container(handle.ref)
         selector = {"label": [f"{LABEL_CLUSTER}={cluster}"]}
-        with engine_errors(f"removing the volumes of cluster {cluster!r}"):
-            volumes = self._api.volumes(filters=selector).get("Volumes") or []
+        volumes: list[dict[str, Any]] = []
+        if purge:  # otherwise the volumes (keys, so node IDs, and stores) wait for the next up
+            with engine_errors(f"removing the volumes of cluster {cluster!r}"):
+                volumes = self._api.volumes(filters=selector).get("Volumes") or []
         for volume in volumes:
             self._remove(lambda name=volume["Name"]: self._api.remove_volume(name, force=True))
         with engine_errors(f"removing the networks of cluster {cluster!r}"):

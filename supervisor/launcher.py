@@ -82,6 +82,7 @@ class Launcher(Protocol):
         """Every member of ``cluster`` this backend still has (running or not)."""
         ...
 
-    def remove_cluster(self, cluster: str) -> None:
-        """Stop and remove every member and every volume/data dir of ``cluster``; idempotent."""
+    def remove_cluster(self, cluster: str, purge: bool = True) -> None:
+        """Stop and remove every member of ``cluster`` and, with ``purge``, every volume/data
+        dir; idempotent."""
         ...

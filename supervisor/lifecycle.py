@@ -18,7 +18,7 @@ from supervisor.detached import spawn_detached
 from supervisor.errors import ClusterNotRunning, SupervisorError
 from supervisor.front_client import FrontClient
 from supervisor.launcher import Launcher
-from supervisor.spec import Backend
+from supervisor.spec import NODES_DIR, Backend
 from supervisor.state import SUPERVISOR_LOG, ClusterState, cluster_dir, load_state, pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -159,14 +159,36 @@ def _wait_pid_gone(pid: int, timeout_s: float) -> bool:
     return True
 
 
-def teardown(cluster: str, root: Path, backend: Backend | str | None = None) -> bool:
-    """Stop everything of ``cluster`` and remove its state; False when there was nothing."""
+def remove_state_dir(directory: Path, keep: tuple[str, ...]) -> None:
+    """Remove ``directory`` except its entries named in ``keep`` (the peers' data dirs)."""
+    if not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def teardown(
+    cluster: str, root: Path, backend: Backend | str | None = None, purge: bool = False
+) -> bool:
+    """Stop everything of ``cluster`` and remove its state; False when there was nothing.
+
+    The peers' data (keys, so node IDs, and their SQLite stores) stays for the next ``up`` of
+    the same cluster unless ``purge``."""
     directory = cluster_dir(cluster, root)
     try:
         state = load_state(cluster, root)
     except SupervisorError:
         state = None
-    found_anything = state is not None or directory.exists()
+    kept_only = directory.is_dir() and {e.name for e in directory.iterdir()} <= {NODES_DIR}
+    found_anything = state is not None or (directory.exists() and not kept_only)
     if state is not None and state.supervisor_pid is not None and pid_alive(state.supervisor_pid):
         pid = state.supervisor_pid
         client = FrontClient(state.front, timeout_s=5.0) if state.front else None
@@ -202,6 +224,6 @@ def teardown(cluster: str, root: Path, backend: Backend | str | None = None) -> 
         launcher = make_launcher(kind, root)
         if launcher.find(cluster):
             found_anything = True
-        launcher.remove_cluster(cluster)
-    shutil.rmtree(directory, ignore_errors=True)
+        launcher.remove_cluster(cluster, purge=purge)
+    remove_state_dir(directory, keep=() if purge else (NODES_DIR,))
     return found_anything

@@ -116,7 +116,7 @@ class MemoryLauncher:
         with self.registry.lock:
             return [m.handle for m in self.registry.members.values() if m.handle.cluster == cluster]
 
-    def remove_cluster(self, cluster: str) -> None:
+    def remove_cluster(self, cluster: str, purge: bool = True) -> None:
         for handle in self.find(cluster):
             self.stop(handle)
             self.registry.members.pop(handle.ref, None)

@@ -262,11 +262,11 @@ class ProcessLauncher:
                 continue
         return handles
 
-    def remove_cluster(self, cluster: str) -> None:
+    def remove_cluster(self, cluster: str, purge: bool = True) -> None:
         members = self._read_members(cluster)
         self._stop_many(self.find(cluster), timeout_s=10.0)
         cluster_root = (self._root / cluster).resolve()
-        for member in members:
+        for member in members if purge else ():
             data_dir = member.get("data_dir")
             if not data_dir:
                 continue

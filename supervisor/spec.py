@@ -113,10 +113,13 @@ def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
     )
 
 
+NODES_DIR = "nodes"  # under the cluster's state dir: the process backend's peer data dirs
+
+
 def node_data_dir(config: SupervisorConfig, index: int) -> str:
     if config.backend is Backend.DOCKER:
         return f"dht-{config.cluster}-{index}"  # a volume name
-    return str(config.cluster_dir / "nodes" / str(index))
+    return str(config.cluster_dir / NODES_DIR / str(index))
 
 
 def _peer_spec(

@@ -249,6 +249,12 @@ class FakeNode:
             "peers": list(self.announcements.get(topic, [])),
         }
 
+    async def listen(self, *, key: str) -> Result:
+        return {"key": key, "key_id": _sha256_hex(key), "new": True}
+
+    async def unlisten(self, *, key: str) -> Result:
+        return {"key": key, "key_id": _sha256_hex(key), "was_listening": True}
+
     async def join(self, *, topic: str, port: int | None, meta: dict[str, Any] | None) -> Result:
         self.joined[topic] = {"port": port, "meta": meta}
         self._discovered(topic, port, meta)

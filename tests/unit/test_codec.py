@@ -68,6 +68,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(wire.PutAck, u64, st.booleans(), reasons, u64),
     st.builds(wire.RecordValue, u64, typed_records, id_lists),
     st.builds(wire.Refused, u64, reasons),
+    st.builds(wire.Listen, u64, b32, st.integers(0, codec.MAX_LISTEN_TTL_S)),
+    st.builds(wire.ListenAck, u64, st.booleans(), st.integers(0, codec.MAX_LISTEN_TTL_S)),
+    st.builds(wire.Notify, records),
 )
 
 

@@ -108,7 +108,8 @@ def test_command_table_matches_the_contract() -> None:
     assert list(COMMANDS) == [
         "id", "peers", "rt", "dump", "ping", "find", "connect", "disconnect", "store", "get",
         "store_at", "put_mutable", "put_immutable", "get_address", "stats",
-        "announce", "unannounce", "lookup", "join", "topics", "shutdown", "help",
+        "announce", "unannounce", "lookup", "join", "topics", "listen", "unlisten",
+        "shutdown", "help",
     ]  # fmt: skip
     described = help_result()["commands"]
     assert [c["name"] for c in described] == list(COMMANDS)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from node.identity import DOMAIN_SIGNALING, Identity
 from node.ids import NodeId, distance
+from signaling.admission import AdmissionSettings
 from signaling.messages import (
     MAX_FRAME_BYTES,
     NONCE_BYTES,
@@ -181,7 +182,9 @@ def test_reregister_same_connection(h: Harness) -> None:
 # -- peers -----------------------------------------------------------------------------------
 
 
-def test_peers_ordering_matches_bruteforce(h: Harness) -> None:
+def test_peers_ordering_matches_bruteforce() -> None:
+    # All untested, and none remembered as handed out (rehand_s=0): pure XOR order.
+    h = Harness(admission=AdmissionSettings(rehand_s=0.0))
     identities = [make_identity(i) for i in range(40)]
     for conn, ident in enumerate(identities, start=1):
         h.register(conn, ident)
@@ -455,3 +458,38 @@ def test_random_valid_relays_delivered(cid: str, sdp: str, kind: str) -> None:
         "sdp": sdp,
         "from": NodeId(make_identity(1).node_id).hex(),
     }
+
+
+# -- admission (signaling.admission through the router) ----------------------------------------
+
+
+def test_registrations_over_the_address_limit_are_refused_and_closed() -> None:
+    h = Harness(admission=AdmissionSettings(register_burst_per_addr=2, register_rate_per_addr_s=1))
+    addrs = {1: "198.51.100.7", 2: "198.51.100.7", 3: "198.51.100.7", 4: "198.51.100.8"}
+    nonces = {
+        c: json.loads(h.router.connect(c, h.now, a)[0].text)["nonce"] for c, a in addrs.items()
+    }
+
+    def register(conn: int) -> list[Outgoing]:
+        return h.send(conn, register_text(make_identity(conn), nonces[conn]))
+
+    assert [only(register(c), c)["type"] for c in (1, 2)] == ["registered"] * 2
+    assert_error(register(3), 3, ErrorCode.RATE_LIMITED)
+    assert h.router.connections_to_close() == [3]
+    assert only(register(4), 4)["type"] == "registered"  # another address
+    assert h.router.stats().admission["registrations_refused"] == 1
+
+
+def test_an_answered_offer_proves_the_target_and_it_is_handed_out_first() -> None:
+    h = Harness()
+    ids = [make_identity(i) for i in range(30)]
+    for conn, ident in enumerate(ids, start=1):
+        h.register(conn, ident)
+    target = ids[29].node_id
+    offer = {"type": "offer", "to": target.hex(), "cid": "c-1", "sdp": "o"}
+    assert frames(h.send(1, offer), 30)
+    answer = {"type": "answer", "to": ids[0].node_id.hex(), "cid": "c-1", "sdp": "a"}
+    assert frames(h.send(30, answer), 1)
+    assert h.router.stats().admission["offers_answered"] == 1
+    reply = only(h.send(5, {"type": "peers", "n": 4}), 5)
+    assert reply["peers"][0] == target.hex()
