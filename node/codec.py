@@ -20,6 +20,7 @@ from node.ids import ID_BYTES, NodeId
 from node.messages import (
     Announce,
     AnnounceAck,
+    Bye,
     FindNode,
     FindValue,
     GetPeers,
@@ -97,6 +98,8 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, m.topic]
         case Peers():
             return [m.rid, [_prov(p) for p in m.providers], list(m.nodes)]
+        case Bye():
+            return []
     raise EncodeError(f"not a message: {type(m).__name__}")
 
 
@@ -244,6 +247,7 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
         lambda f: GetPeers(_u64(f[0], "rid"), _bin(f[1], "topic", ID_BYTES, exact=True)),
     ),
     MsgType.PEERS: (3, lambda f: Peers(_u64(f[0], "rid"), _providers(f[1]), _ids(f[2]))),
+    MsgType.BYE: (0, lambda f: Bye()),
 }
 
 

@@ -33,6 +33,7 @@ class MsgType(enum.IntEnum):
     ANNOUNCE_ACK = 13
     GET_PEERS = 14
     PEERS = 15
+    BYE = 20  # dens (20-23 reserved): the sender is leaving on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +162,18 @@ class Peers(Rpc):
     type = MsgType.PEERS
 
 
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The sender leaves the network on purpose (scale down, SIGTERM): drop it from the routing
+    table now instead of waiting for liveness. Not a request: no answer, no rid. It can only
+    speak for the authenticated sender of the link it arrives on."""
+
+    type = MsgType.BYE
+
+
 Request = Ping | FindNode | FindValue | Store | HasValue | Announce | GetPeers
 Response = Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers
-Message = Hello | Request | Response | Signal
+Message = Hello | Request | Response | Signal | Bye
 
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {
     MsgType.PING: (MsgType.PONG,),

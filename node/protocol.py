@@ -44,6 +44,7 @@ from node.events import (
     GetPeersResult,
     OpCompleted,
     OpResult,
+    PeerLeft,
     PeerMisbehaved,
     PeerUnresponsive,
     PingResult,
@@ -55,6 +56,7 @@ from node.ids import NodeId
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
+    Bye,
     HasValue,
     HasValueAck,
     Message,
@@ -194,6 +196,9 @@ class DhtProtocol:
         else:
             msg = data
         self.stats.messages_in[msg.type.name] += 1
+        if isinstance(msg, Bye):
+            self._left(peer, now)
+            return
         self._heard(peer, now)
         if isinstance(msg, Request):
             reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
@@ -208,6 +213,24 @@ class DhtProtocol:
             self._on_signal(peer, msg)
         else:
             self.stats.dropped_unexpected += 1  # a HELLO after the handshake
+
+    def _left(self, peer: NodeId, now: float) -> None:
+        """``peer`` said BYE: forget it now (its requests fail, its contact goes)."""
+        self.connected.discard(peer)
+        self.last_heard.pop(peer, None)
+        self._requests.rtt.pop(peer, None)
+        self.delivery_failed(peer, now)
+        if self.table.remove(peer):
+            self._events.append(ContactRemoved(peer, RemovalReason.LEFT))
+        self._events.append(PeerLeft(peer))
+
+    def leave(self) -> list[NodeId]:
+        """We are leaving on purpose: say BYE to every connected peer (the caller closes the
+        links once the messages are out). Returns the peers told."""
+        told = sorted(self.connected)
+        for peer in told:
+            self._send(peer, Bye())
+        return told
 
     def _malformed(self, peer: NodeId, reason: str) -> None:
         self.stats.dropped_malformed += 1

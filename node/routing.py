@@ -29,6 +29,7 @@ class RemovalReason(enum.StrEnum):
 
     UNRESPONSIVE = "unresponsive"  # too many requests failed in a row
     PING_TIMEOUT = "ping timeout"  # a liveness or full-bucket ping went unanswered
+    LEFT = "left"  # the contact said BYE: it left the network on purpose
 
 
 @dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table

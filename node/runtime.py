@@ -55,6 +55,7 @@ from node.transport.base import Transport
 log = logging.getLogger("node.runtime")
 
 STOP_DELAY_S = 0.05
+BYE_FLUSH_S = 0.2  # after BYE, before the links close: time for the message to leave
 MAX_PUMP_ROUNDS = 1000
 
 R = TypeVar("R", bound=OpResult)
@@ -216,6 +217,7 @@ class NodeRuntime:
         self._stop_task: asyncio.Task[None] | None = None
         self._pumping = False
         self._stopped = asyncio.Event()
+        self._leaving = False
 
     # == lifecycle ================================================================================
 
@@ -267,8 +269,11 @@ class NodeRuntime:
         self.pump()
 
     async def stop(self) -> None:
-        if self._stopped.is_set():
+        if self._leaving:
+            await self._stopped.wait()
             return
+        self._leaving = True
+        await self._say_bye()
         self._stopped.set()
         if self._timer is not None:
             self._timer.cancel()
@@ -280,6 +285,16 @@ class NodeRuntime:
         for fut in self._ops.values():
             if not fut.done():
                 fut.cancel()
+
+    async def _say_bye(self) -> None:
+        """Leaving on purpose: BYE to every connected peer, so they drop us at once (instead of
+        after liveness timeouts), then a moment for the messages to leave before the links
+        close (closing the peer connection aborts SCTP, dropping what is still queued)."""
+        if self.proto is None or not self.connections:
+            return
+        if self.proto.leave():
+            self.pump()
+            await asyncio.sleep(BYE_FLUSH_S)
 
     def request_stop(self) -> None:
         """Stop shortly (lets the caller answer first, e.g. a ``shutdown`` command)."""
@@ -376,6 +391,8 @@ class NodeRuntime:
                     fut.set_result(ev.result)
             case events.PeerUnresponsive():
                 self.connections.close(ev.peer, "unresponsive")
+            case events.PeerLeft():
+                self.connections.close(ev.peer, "left")
             case events.PeerMisbehaved():
                 log.warning("peer %s sent a bad message: %s", short_id(ev.peer), ev.reason)
                 if ev.count >= self.config.malformed_disconnect_threshold:

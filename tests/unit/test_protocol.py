@@ -21,8 +21,10 @@ from node.config import Config
 from node.events import (
     Event,
     FindNodeResult,
+    ContactRemoved,
     GetResult,
     OpResult,
+    PeerLeft,
     PeerMisbehaved,
     PeerUnresponsive,
     PingResult,
@@ -545,3 +547,27 @@ def test_join_refresh_stops_once_a_refresh_finds_nobody_new() -> None:
     net.run_until(net.now + 30.0)
     assert node.stats.lookups - before == 2  # the self-lookup and a single refresh
     assert node.maintenance.queued_refreshes == 0
+
+
+def test_bye_drops_the_sender_from_every_table_at_once() -> None:
+    net = Net(4)
+    net.mesh(connected=True)
+    a, b, c, d = net.nodes
+    # a request to d is in flight when d leaves: it fails at once, not after the timeout
+    op = b.ping(d.id, net.now)
+    net.dead.add(d.id)  # d answers nothing more; only its BYEs (sent below) get out
+    net.pump()
+    told = d.leave()
+    assert set(told) == {a.id, b.id, c.id}
+    for out in d.messages_to_send():
+        net.by_id[out.peer].receive(d.id, codec.encode(out.message), net.now)
+    net.pump()
+    for p in (a, b, c):
+        assert d.id not in p.table
+        assert d.id not in p.connected
+        assert {q.id for q in (a, b, c)} - {p.id} == {x.id for x in p.table.contacts()}
+        assert PeerLeft(d.id) in net.events[p.id]
+        assert ContactRemoved(d.id, "left") in net.events[p.id]
+    res = net.results.pop((b.id, op))
+    assert isinstance(res, PingResult) and not res.ok
+    assert res.rtt_s == 0.0  # failed on the BYE, no timeout waited
