@@ -166,6 +166,7 @@ class ConnectionManager:
         self._vias: dict[NodeId, NodeId] = {}
         self._tasks = TaskSet("connections")
         self._closed = False
+        self._draining = False
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -203,6 +204,8 @@ class ConnectionManager:
         if p is not None:
             self._send_on(p, data)
             return
+        if self._draining:
+            return  # leaving: no new links (the core's request times out or is failed)
         queue = self._queued.setdefault(peer, [])
         if len(queue) >= MAX_QUEUED_PER_PEER:
             self.stats.messages_dropped_busy += 1
@@ -247,7 +250,7 @@ class ConnectionManager:
         """Connect to ``peer`` (no-op when connected); True once an authenticated link is up."""
         if peer in self._peers:
             return True
-        if peer == self.node_id or self._closed:
+        if peer == self.node_id or self._closed or self._draining:
             return False
         dial = self._dials.get(peer) or self._start_dial(peer)
         try:
@@ -370,7 +373,7 @@ class ConnectionManager:
 
     async def on_offer(self, sender: NodeId, cid: str, sdp: str) -> None:
         """An offer from ``sender``: answer it (unless glare says our own offer wins)."""
-        if sender == self.node_id or cid in self._seen_cids or self._closed:
+        if sender == self.node_id or cid in self._seen_cids or self._closed or self._draining:
             return
         self._seen_cids.append(cid)
         ours = self._dials.get(sender)
@@ -509,6 +512,11 @@ class ConnectionManager:
             self._link_closed(p.id, p.link, "connection cap")
 
     # == shutdown =================================================================================
+
+    def drain(self) -> None:
+        """We are leaving: open links stay (for the BYEs) but no new one is dialed or answered,
+        so a peer that already dropped us cannot bring us back into its table."""
+        self._draining = True
 
     async def close_all(self) -> None:
         """Stop dialing and answering, resolve every dial (False), close every link."""

@@ -292,6 +292,7 @@ class NodeRuntime:
         close (closing the peer connection aborts SCTP, dropping what is still queued)."""
         if self.proto is None or not self.connections:
             return
+        self.connections.drain()
         if self.proto.leave():
             self.pump()
             await asyncio.sleep(BYE_FLUSH_S)
