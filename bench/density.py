@@ -116,7 +116,9 @@ def operations(c: Cluster, peers: int, puts: int, gets: int) -> dict[str, Any]:
     }
 
 
-def run(peers: int, backend: str, idle_s: float, puts: int, gets: int, timeout_s: float) -> dict:
+def run(
+    peers: int, backend: str, idle_s: float, puts: int, gets: int, timeout_s: float
+) -> dict[str, Any]:
     load_before = loadavg()
     started = time.monotonic()
     with Cluster.up(peers=peers, backend=backend, timeout_s=timeout_s) as c:
@@ -160,7 +162,8 @@ def main() -> int:
         try:
             runs.append(run(n, ns.backend, ns.idle, ns.puts, ns.gets, ns.timeout))
         except SupervisorError as exc:
-            runs.append({"peers": n, "backend": ns.backend, "error": str(exc), "loadavg": loadavg()})
+            failed = {"peers": n, "backend": ns.backend, "error": str(exc)}
+            runs.append({**failed, "loadavg": loadavg()})
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"runs": runs}, indent=2))
     return 0

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from node import codec
 from node.config import Config
 from node.events import (
+    ContactRemoved,
     Event,
     FindNodeResult,
-    ContactRemoved,
     GetResult,
     OpResult,
     PeerLeft,
@@ -569,5 +569,6 @@ def test_bye_drops_the_sender_from_every_table_at_once() -> None:
         assert PeerLeft(d.id) in net.events[p.id]
         assert ContactRemoved(d.id, "left") in net.events[p.id]
     res = net.results.pop((b.id, op))
-    assert isinstance(res, PingResult) and not res.ok
+    assert isinstance(res, PingResult)
+    assert not res.ok
     assert res.rtt_s == 0.0  # failed on the BYE, no timeout waited
