@@ -65,8 +65,20 @@ def preload() -> None:
     """Import everything a node imports, then move it out of the collector's reach."""
     for name in PRELOAD_MODULES:
         importlib.import_module(name)
+    _warm_up_parser()
     gc.collect()
     gc.freeze()
+
+
+def _warm_up_parser() -> None:
+    """Parse a command line once: what typer and pydantic import and build lazily on the first
+    parse is then shared too (the workers parse their own command line)."""
+    from node import clikit
+    from peer import cli
+
+    with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):
+        clikit.run(cli.app, ["--signaling", "none"], prog=cli.PROG)
+    cli._parsed.clear()
 
 
 def _child(argv: Sequence[str], env: dict[str, str], log: str | None, cwd: str | None) -> int:
