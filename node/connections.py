@@ -15,8 +15,10 @@ Theory of operation:
   key to (receiver ID, cid). Until the peer's HELLO verifies nothing else from the link is
   processed; a key that does not hash to the expected ID, another receiver or another cid
   refuses the link (``stats.hellos_rejected``).
-- Cap: above ``max_connections`` the least recently used peers that the core does not need
-  (``CoreHooks.needed``: not in the routing table) are closed.
+- Link budget (``node.link_budget``): above ``max_connections`` the least recently used peers
+  that the core does not need (``CoreHooks.needed``: no request in flight) are closed, and
+  ``sweep()`` closes links idle for ``link_idle_s`` beyond the ``min_links`` closest peers. A
+  link's use is DHT traffic: keepalive messages (PING/PONG) do not make a link "used".
 - Invariant: every dial resolves (``dial()`` answers True/False, never hangs or raises
   ``CancelledError``), whatever the transport or the signaling do.
 
@@ -39,7 +41,8 @@ from node import codec
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import DOMAIN_HELLO, Identity, verify
 from node.ids import NodeId, node_id_from_public_key, short_id
-from node.messages import Hello
+from node.link_budget import Budget, LinkUse, links_to_close
+from node.messages import Hello, MsgType
 from node.signaling_port import SignalingPort
 from node.tasks import TaskSet
 from node.transport.base import Link, LinkBusy, LinkClosed, Transport, TransportError
@@ -52,6 +55,12 @@ SIGNAL_PAYLOAD_VERSION = 1
 SEEN_CIDS_MAX = 4096
 MAX_CID_CHARS = 64
 MAX_EARLY_MESSAGES = 16
+KEEPALIVE_TYPES = frozenset((MsgType.PING, MsgType.PONG))
+
+
+def _keepalive(data: bytes) -> bool:
+    """A PING or PONG: a msgpack array (``0x9N``) whose first element is the type (fixint)."""
+    return len(data) > 1 and data[0] & 0xF0 == 0x90 and data[1] in KEEPALIVE_TYPES
 
 
 class CoreHooks(Protocol):
@@ -78,7 +87,8 @@ class CoreHooks(Protocol):
         ...
 
     def needed(self, peer: NodeId) -> bool:
-        """True when the core needs the connection (the cap must not close it)."""
+        """True when the core needs the connection now, e.g. a request is in flight (the link
+        budget must not close it)."""
         ...
 
     def notify(self, notice: Notice) -> None:
@@ -100,6 +110,7 @@ class ConnectionStats:
     signals_relayed_out: int = 0
     messages_dropped_busy: int = 0
     connections_evicted: int = 0
+    links_closed_idle: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +158,15 @@ class ConnectionManager:
         max_connections: int = 64,
         max_concurrent_dials: int = 16,
         dial_timeout_s: float = 5.0,
+        min_links: int = 8,
+        link_idle_s: float = 0.0,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
         self.transport = transport
         self.hooks = hooks
         self.max_connections = max_connections
+        self.budget = Budget(max_connections, min_links, link_idle_s)
         self.max_concurrent_dials = max_concurrent_dials
         self.dial_timeout_s = dial_timeout_s
         self.signaling: SignalingPort | None = None
@@ -222,7 +236,8 @@ class ConnectionManager:
         self._start_dial(peer)
 
     def _send_on(self, p: _Peer, data: bytes) -> None:
-        p.last_used = self._loop.time()
+        if not _keepalive(data):
+            p.last_used = self._loop.time()
         try:
             p.link.send(data)
         except LinkBusy:
@@ -477,7 +492,8 @@ class ConnectionManager:
         p = self._peers.get(peer)
         if p is None or p.link is not link or self._closed:
             return
-        p.last_used = self._loop.time()
+        if not _keepalive(data):
+            p.last_used = self._loop.time()
         self.hooks.received(peer, data)
 
     def close(self, peer: NodeId, reason: str) -> bool:
@@ -500,16 +516,31 @@ class ConnectionManager:
             self.hooks.link_down(peer)
 
     def _enforce_cap(self) -> None:
-        excess = len(self._peers) - self.max_connections
-        if excess <= 0:
-            return
-        candidates = sorted(
-            (p for p in self._peers.values() if not self.hooks.needed(p.id)),
-            key=lambda p: p.last_used,
-        )
-        for p in candidates[:excess]:
-            self.stats.connections_evicted += 1
-            self._link_closed(p.id, p.link, "connection cap")
+        if len(self._peers) > self.budget.max_links:
+            self._apply_budget(Budget(self.budget.max_links, self.budget.min_links, 0.0))
+
+    def sweep(self) -> int:
+        """Close the links the budget does not keep (idle ones); how many were closed."""
+        return self._apply_budget(self.budget)
+
+    def _apply_budget(self, budget: Budget) -> int:
+        now = self._loop.time()
+        uses = [LinkUse(p.id, p.last_used) for p in self._peers.values()]
+        idle_before = now - budget.idle_s
+        closed = 0
+        for peer in links_to_close(uses, self.node_id, now, budget, self.hooks.needed):
+            p = self._peers.get(peer)
+            if p is None:
+                continue
+            if budget.idle_s > 0 and p.last_used <= idle_before:
+                self.stats.links_closed_idle += 1
+                reason = "idle"
+            else:
+                self.stats.connections_evicted += 1
+                reason = "connection cap"
+            self._link_closed(p.id, p.link, reason)
+            closed += 1
+        return closed
 
     # == shutdown =================================================================================
 

@@ -152,6 +152,10 @@ class DhtProtocol:
         """Records we wrote: key → (record, next republish time)."""
         return self.maintenance.authored
 
+    def awaiting(self, peer: NodeId) -> bool:
+        """Whether a request to ``peer`` is in flight."""
+        return bool(self._requests.to_peer(peer))
+
     def pending_requests(self) -> int:
         return len(self._requests)
 

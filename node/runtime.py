@@ -55,6 +55,7 @@ from node.transport.base import Transport
 log = logging.getLogger("node.runtime")
 
 STOP_DELAY_S = 0.05
+LINK_SWEEP_MIN_S = 1.0
 BYE_FLUSH_S = 0.2  # after BYE, before the links close: time for the message to leave
 MAX_PUMP_ROUNDS = 1000
 
@@ -69,6 +70,10 @@ class TooLarge(BadArgument):
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     max_connections: int = 64
+    min_links: int = 8
+    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
+    link_idle_s: float = 30.0
+    """Other links unused this long are closed (0: never); the contact stays in the table."""
     max_concurrent_dials: int = 16
     dial_timeout_s: float = 5.0
     bootstrap_peers: int = 8
@@ -166,7 +171,8 @@ class _Hooks:
         return True
 
     def needed(self, peer: NodeId) -> bool:
-        return peer in self._rt.core.table
+        core = self._live()
+        return core is not None and core.awaiting(peer)
 
     def notify(self, notice: Notice) -> None:
         self._rt.notify(notice)
@@ -203,6 +209,8 @@ class NodeRuntime:
             transport,
             _Hooks(self),
             max_connections=self.settings.max_connections,
+            min_links=self.settings.min_links,
+            link_idle_s=self.settings.link_idle_s,
             max_concurrent_dials=self.settings.max_concurrent_dials,
             dial_timeout_s=self.settings.dial_timeout_s,
         )
@@ -266,6 +274,8 @@ class NodeRuntime:
             if self.settings.auto_bootstrap:
                 self._tasks.spawn(self.bootstrap.run())
         self._tasks.spawn(self._stats_loop())
+        if self.settings.link_idle_s > 0:
+            self._tasks.spawn(self._link_sweep_loop())
         self.pump()
 
     async def stop(self) -> None:
@@ -415,6 +425,12 @@ class NodeRuntime:
         tid = key_id(topic)
         self._topic_names[tid] = topic
         return tid
+
+    async def _link_sweep_loop(self) -> None:
+        interval_s = max(LINK_SWEEP_MIN_S, self.settings.link_idle_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            self.connections.sweep()
 
     async def _stats_loop(self) -> None:
         while True:

@@ -48,6 +48,8 @@ _ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma li
 _BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
 _DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"
 _URL = "DHT_SIGNALING_URL"
+_MIN_LINKS_HELP = "links to the closest peers kept open however idle"
+_LINK_IDLE_HELP = "seconds after which an unused link is closed (0: never; the contact stays)"
 
 
 @app.command()
@@ -79,13 +81,17 @@ def main_command(
         float, _opt("DHT_STATS_INTERVAL", "seconds between node.stats", clikit.positive_float)
     ] = 5.0,
     log_level: Annotated[str, _opt("DHT_LOG_LEVEL", "DEBUG..ERROR", clikit.log_level)] = "INFO",
+    min_links: Annotated[int, _opt("DHT_MIN_LINKS", _MIN_LINKS_HELP, clikit.positive_int)] = 8,
+    link_idle: Annotated[
+        float, _opt("DHT_LINK_IDLE", _LINK_IDLE_HELP, clikit.non_negative_float)
+    ] = 30.0,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
     url = None if signaling.strip().lower() in ("", "none") else signaling
     options = Options(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
-        max_connections, bootstrap_peers, stats_interval, log_level,
+        max_connections, bootstrap_peers, stats_interval, log_level, min_links, link_idle,
     )  # fmt: skip
     _parsed.append(options)
     return clikit.EXIT_OK

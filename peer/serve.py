@@ -47,6 +47,8 @@ class Options:
     bootstrap_peers: int
     stats_interval_s: float
     log_level: str
+    min_links: int = 8
+    link_idle_s: float = 30.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -65,6 +67,8 @@ class Options:
 
         return NodeSettings(
             max_connections=self.max_connections,
+            min_links=self.min_links,
+            link_idle_s=self.link_idle_s,
             stats_interval_s=self.stats_interval_s,
             bootstrap_peers=self.bootstrap_peers,
         )
