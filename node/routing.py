@@ -88,6 +88,10 @@ class RoutingTable:
         b = self._buckets.get(index)
         return b.last_touched if b is not None else self._created
 
+    def bucket_count(self, index: int) -> int:
+        b = self._buckets.get(index)
+        return len(b.contacts) if b is not None else 0
+
     def bucket_full(self, index: int) -> bool:
         b = self._buckets.get(index)
         return b is not None and len(b.contacts) >= self.k
