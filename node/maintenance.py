@@ -5,8 +5,9 @@ due in ``handle_timer(now)``; it starts lookups and writes through the node (``O
 ``Purpose`` that routes their end back here (``join_done``, ``refresh_done``).
 
 - Join: after ``join()``'s self-lookup, every bucket farther than the closest neighbour that
-  holds fewer than ``join_refresh_below`` contacts is queued for a refresh. The join refreshes stop early once one of them meets nobody
-  new (a small network is already known), and one whose bucket filled up meanwhile is skipped.
+  holds fewer than ``join_refresh_below`` contacts is queued for a refresh. The join refreshes
+  stop early once one of them meets nobody new (a small network is already known), and one
+  whose bucket filled up meanwhile is skipped.
 - Refresh: every ``REFRESH_CHECK_S`` the buckets untouched for ``refresh_interval_s`` are
   queued; queued refreshes run one lookup at a time, ``refresh_stagger_s`` apart (no bursts).
 - Republish: the originator re-stores each of its records every ``republish_interval_s`` (which
