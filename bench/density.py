@@ -1,9 +1,10 @@
 """Density benchmark: how many real WebRTC peers one machine holds, and what each costs.
 
-    python bench/density.py --peers 25,50,100,200 [--backend process] [--idle 30]
+    python bench/density.py --peers 25,50,100,200 [--backend process] [--settle 30] [--idle 20]
 
-For each cluster size: time until formed (``Cluster.up``), idle CPU of the whole cluster over
-``--idle`` seconds once formed (supervisor, signaling and every peer), PSS and RSS per peer from
+For each cluster size: time until formed (``Cluster.up``), idle CPU of the whole cluster
+(supervisor, signaling and every peer) over ``--idle`` seconds starting ``--settle`` seconds
+after forming, PSS and RSS per peer from
 ``/proc/PID/smaps_rollup``, put and get latency measured at the node (the ``duration_ms`` the
 node reports, so the control hop is not counted), success rates, and open links per peer (the
 ``peers`` command). The load average (``/proc/loadavg``) is printed beside every run: on a
@@ -117,13 +118,14 @@ def operations(c: Cluster, peers: int, puts: int, gets: int) -> dict[str, Any]:
 
 
 def run(
-    peers: int, backend: str, idle_s: float, puts: int, gets: int, timeout_s: float
+    peers: int, backend: str, settle_s: float, idle_s: float, puts: int, gets: int, timeout_s: float
 ) -> dict[str, Any]:
     load_before = loadavg()
     started = time.monotonic()
     with Cluster.up(peers=peers, backend=backend, timeout_s=timeout_s) as c:
         formed_s = round(time.monotonic() - started, 2)
         pids = cluster_pids(c)
+        time.sleep(settle_s)
         idle = idle_cores(pids, idle_s)
         mem = memory(peer_pids(c))
         open_links = links(c, peers)
@@ -133,7 +135,7 @@ def run(
             "backend": backend,
             "formed_s": formed_s,
             "idle_cores": idle,
-            "idle_window_s": idle_s,
+            "idle_window_s": [settle_s, settle_s + idle_s],
             **{f"{k}_per_peer": v for k, v in mem.items()},
             "links_per_peer": open_links,
             **ops,
@@ -146,7 +148,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--peers", default="25,50,100", help="comma-separated cluster sizes")
     parser.add_argument("--backend", default="process", choices=("process", "docker", "auto"))
-    parser.add_argument("--idle", type=float, default=30.0, help="idle CPU window, seconds")
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds formed before idle")
+    parser.add_argument("--idle", type=float, default=20.0, help="idle CPU window, seconds")
     parser.add_argument("--puts", type=int, default=100)
     parser.add_argument("--gets", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -155,12 +158,12 @@ def main() -> int:
         sizes = [int(x) for x in ns.peers.split(",") if x.strip()]
     except ValueError:
         parser.error("--peers takes comma-separated integers, e.g. 25,50,100")
-    if not sizes or min(sizes) < 1 or ns.puts < 1 or ns.gets < 0 or ns.idle < 0:
-        parser.error("--peers must be >= 1, --puts >= 1, --gets/--idle >= 0")
+    if not sizes or min(sizes) < 1 or ns.puts < 1 or min(ns.gets, ns.idle, ns.settle) < 0:
+        parser.error("--peers must be >= 1, --puts >= 1, --gets/--idle/--settle >= 0")
     runs = []
     for n in sizes:
         try:
-            runs.append(run(n, ns.backend, ns.idle, ns.puts, ns.gets, ns.timeout))
+            runs.append(run(n, ns.backend, ns.settle, ns.idle, ns.puts, ns.gets, ns.timeout))
         except SupervisorError as exc:
             failed = {"peers": n, "backend": ns.backend, "error": str(exc)}
             runs.append({**failed, "loadavg": loadavg()})

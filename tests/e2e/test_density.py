@@ -4,8 +4,11 @@ down clean (slow).
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,43 @@ DEPARTURE_SEEN_S = 2.0
 def table_ids(c: Cluster, index: int) -> set[str]:
     dump = c.node(index).dump()
     return {contact["id"] for b in dump["buckets"] for contact in b["contacts"]}
+
+
+def get_eventually(c: Cluster, index: int, key: str, timeout_s: float) -> bytes | None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return c.node(index).get(key).value
+        except SupervisorError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
+
+
+def parent_cmdline(pid: int) -> str:
+    ppid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    return Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_forked_worker_sigkill_restarts_with_same_id_and_others_serve() -> None:
+    with Cluster.up(peers=4, timeout_s=180) as c:
+        refs = {n.index: int(n.ref) for n in c.state.nodes if n.ref}
+        assert all("peer.zygote" in parent_cmdline(pid) for pid in refs.values())
+        assert len(set(refs.values())) == 4  # separate processes
+        ids = {i: c.node(i).id() for i in refs}
+        c.node(1).store("k", b"v")
+        since = c.event_count()
+        os.kill(refs[2], signal.SIGKILL)
+        assert c.node(3).get("k").value == b"v"  # the others keep serving
+        c.wait_restarted(2, timeout_s=60, since=since)
+        record = c.state.node(2)
+        assert record is not None
+        assert record.ref is not None
+        new_pid = int(record.ref)
+        assert new_pid != refs[2]
+        assert "peer.zygote" in parent_cmdline(new_pid)
+        assert c.node(2).id() == ids[2]  # same key, so the same data dir
+        assert get_eventually(c, 2, "k", 60.0) == b"v"  # once it has rejoined
 
 
 def test_scale_down_survivors_drop_the_departed_at_once() -> None:
