@@ -37,7 +37,7 @@ class Budget:
     """Hard cap on open links."""
     min_links: int = 8
     """Links to the closest peers that idleness never closes."""
-    idle_s: float = 30.0
+    idle_s: float = 120.0
     """A link unused this long is closed (0 or less: idle links are never closed)."""
 
 

@@ -72,7 +72,7 @@ class NodeSettings:
     max_connections: int = 64
     min_links: int = 8
     """Links to the closest peers that are kept however idle (``node.link_budget``)."""
-    link_idle_s: float = 30.0
+    link_idle_s: float = 120.0
     """Other links unused this long are closed (0: never); the contact stays in the table."""
     max_concurrent_dials: int = 16
     dial_timeout_s: float = 5.0

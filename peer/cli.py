@@ -84,7 +84,7 @@ def main_command(
     min_links: Annotated[int, _opt("DHT_MIN_LINKS", _MIN_LINKS_HELP, clikit.positive_int)] = 8,
     link_idle: Annotated[
         float, _opt("DHT_LINK_IDLE", _LINK_IDLE_HELP, clikit.non_negative_float)
-    ] = 30.0,
+    ] = 120.0,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []

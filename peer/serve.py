@@ -48,7 +48,7 @@ class Options:
     stats_interval_s: float
     log_level: str
     min_links: int = 8
-    link_idle_s: float = 30.0
+    link_idle_s: float = 120.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
