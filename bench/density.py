@@ -2,7 +2,8 @@
 
     python bench/density.py --peers 25,50,100,200 [--backend process] [--settle 30] [--idle 20]
 
-For each cluster size: time until formed (``Cluster.up``), idle CPU of the whole cluster
+For each cluster size: time until formed (``Cluster.up``) and the CPU seconds the cluster
+spent on it, idle CPU of the whole cluster
 (supervisor, signaling and every peer) over ``--idle`` seconds starting ``--settle`` seconds
 after forming, PSS and RSS per peer from
 ``/proc/PID/smaps_rollup``, put and get latency measured at the node (the ``duration_ms`` the
@@ -28,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cluster import cluster_pids, cpu_s, percentiles
+from bench.cluster import cluster_pids, container_pids, cpu_s, percentiles
 from supervisor.cluster import Cluster
 from supervisor.errors import SupervisorError
 
@@ -55,7 +56,11 @@ def loadavg() -> list[float]:
 
 
 def peer_pids(c: Cluster) -> list[int]:
-    return [int(n.ref) for n in c.state.nodes if n.ref and n.ref.isdigit()]
+    """Peer processes: PIDs for the process backend, containers' main processes for Docker."""
+    refs = [n.ref for n in c.state.nodes if n.ref]
+    return [int(r) for r in refs if r.isdigit()] + container_pids(
+        [r for r in refs if not r.isdigit()]
+    )
 
 
 def memory(pids: list[int]) -> dict[str, float | None]:
@@ -125,6 +130,9 @@ def run(
     with Cluster.up(peers=peers, backend=backend, timeout_s=timeout_s) as c:
         formed_s = round(time.monotonic() - started, 2)
         pids = cluster_pids(c)
+        # CPU the cluster spent to get here: unlike the wall time, hardly inflated by other
+        # load on the machine (peers forked from a zygote count from their fork)
+        formed_cpu_s = round(sum(cpu_s(p) for p in pids), 1)
         time.sleep(settle_s)
         idle = idle_cores(pids, idle_s)
         mem = memory(peer_pids(c))
@@ -134,6 +142,7 @@ def run(
             "peers": peers,
             "backend": backend,
             "formed_s": formed_s,
+            "formed_cpu_s": formed_cpu_s,
             "idle_cores": idle,
             "idle_window_s": [settle_s, settle_s + idle_s],
             **{f"{k}_per_peer": v for k, v in mem.items()},
