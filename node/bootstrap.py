@@ -4,7 +4,11 @@ The loop sleeps until woken (``wake()``: registered with the signaling server, o
 went down) or ``BOOTSTRAP_CHECK_S`` passes. Each round that finds the node alone asks the server
 for ``2 × peers_wanted`` candidates, dials the first ``peers_wanted`` in parallel and, when at
 least one dial succeeds, runs the core's join (a lookup of the own ID and bucket refreshes).
-A round never ends the loop: a failed request or dial is retried on the next wake-up.
+A round never ends the loop: a failed request or dial is retried on the next wake-up — after a
+round whose dials all failed, not before an exponential backoff with jitter
+(``BOOTSTRAP_CHECK_S`` doubling up to ``BOOTSTRAP_MAX_BACKOFF_S``, times 0.5–1.5). Hundreds of
+nodes starting together on a small machine otherwise livelock: every dial times out behind the
+others' dials, and all of them retry in step, every few seconds, forever.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 from node.ids import NodeId
@@ -20,6 +25,7 @@ from node.signaling_port import SignalingPort
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_CHECK_S = 5.0
+BOOTSTRAP_MAX_BACKOFF_S = 60.0
 
 
 class Bootstrapper:
@@ -34,6 +40,8 @@ class Bootstrapper:
         join: Callable[[], None],
         peers_wanted: int,
         check_interval_s: float = BOOTSTRAP_CHECK_S,
+        max_backoff_s: float = BOOTSTRAP_MAX_BACKOFF_S,
+        rng: random.Random | None = None,
     ) -> None:
         self.signaling = signaling
         self._dial = dial
@@ -41,6 +49,10 @@ class Bootstrapper:
         self._join = join
         self.peers_wanted = peers_wanted
         self.check_interval_s = check_interval_s
+        self.max_backoff_s = max_backoff_s
+        self.failures = 0
+        """Rounds in a row whose dials all failed (sets the backoff)."""
+        self._rng = rng or random.Random()
         self.rounds = 0
         """Rounds that dialed candidates (diagnostics)."""
         self._wake = asyncio.Event()
@@ -57,6 +69,16 @@ class Bootstrapper:
                     await self._wake.wait()
             self._wake.clear()
             await self.round()
+            if self.failures:
+                await asyncio.sleep(self.backoff_s())
+                self._wake.clear()
+
+    def backoff_s(self) -> float:
+        """The pause after ``failures`` failed rounds in a row (0 after a success)."""
+        if not self.failures:
+            return 0.0
+        base = min(self.max_backoff_s, self.check_interval_s * 2.0 ** (self.failures - 1))
+        return float(base * self._rng.uniform(0.5, 1.5))
 
     async def round(self) -> bool:
         """One bootstrap attempt; True when the node was alone and connected to someone."""
@@ -73,7 +95,13 @@ class Bootstrapper:
         self.rounds += 1
         outcomes = await asyncio.gather(*(self._dial(p) for p in picks), return_exceptions=True)
         if not any(r is True for r in outcomes):
-            log.info("bootstrap: none of %d dials succeeded; retrying", len(picks))
+            self.failures += 1
+            log.info(
+                "bootstrap: none of %d dials succeeded; retrying in ~%.0f s",
+                len(picks),
+                min(self.max_backoff_s, self.check_interval_s * 2 ** (self.failures - 1)),
+            )
             return False
+        self.failures = 0
         self._join()
         return True
