@@ -160,6 +160,14 @@ def positive_float(value: Any) -> float:
     return number
 
 
+def non_negative_float(value: Any) -> float:
+    """A finite number >= 0."""
+    number = _as_float(value, "a number >= 0")
+    if not 0.0 <= number < float("inf"):
+        raise typer.BadParameter(f"must be a number >= 0, got {number}")
+    return number
+
+
 def fraction(value: Any) -> float:
     """A number in [0, 1)."""
     number = _as_float(value, "a number in [0, 1)")

@@ -25,6 +25,7 @@ from node.messages import (
     MAX_VERSION_PART,
     Announce,
     AnnounceAck,
+    Bye,
     FindNode,
     FindNodeStore,
     FindValue,
@@ -141,6 +142,8 @@ def _fields(m: Message) -> list[Any]:
             return [m.rid, m.ok, m.ttl_s]
         case Notify():
             return [_rec(m.record)]
+        case Bye():
+            return []
     raise EncodeError(f"not a message: {type(m).__name__}")
 
 
@@ -382,6 +385,7 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
         ),
     ),
     MsgType.NOTIFY: (1, lambda f: Notify(_record(f[0]))),
+    MsgType.BYE: (0, lambda f: Bye()),
 }
 
 

@@ -28,6 +28,11 @@ class Config:
     repair_interval_s: float = 600.0
     refresh_interval_s: float = 900.0
     refresh_stagger_s: float = 2.0
+    # After the join's self-lookup, refresh only the buckets holding fewer contacts than this
+    # (1: only empty ones). The bootstrap dials and the self-lookup's answers already populate
+    # most buckets; refreshing those too made a joining node dial ~k more peers per bucket, the
+    # dial storm that made 100 peers starting together take minutes. k: every non-full bucket.
+    join_refresh_below: int = 1
 
     # Liveness of connected peers: ping one that was silent for this long; evict on failure.
     ping_idle_s: float = 4.0

@@ -18,8 +18,10 @@ Theory of operation:
   version (also counted in ``stats.hellos_bad_version``). Every link dropped before its HELLO
   verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
   neither the negotiated stream 0 nor an in-band channel labelled ``dht`` never delivers one).
-- Cap: above ``max_connections`` the least recently used peers that the core does not need
-  (``CoreHooks.needed``: not in the routing table) are closed.
+- Link budget (``node.link_budget``): above ``max_connections`` the least recently used peers
+  that the core does not need (``CoreHooks.needed``: no request in flight) are closed, and
+  ``sweep()`` closes links idle for ``link_idle_s`` beyond the ``min_links`` closest peers. A
+  link's use is DHT traffic: keepalive messages (PING/PONG) do not make a link "used".
 - Invariant: every dial resolves (``dial()`` answers True/False, never hangs or raises
   ``CancelledError``), whatever the transport or the signaling do.
 
@@ -42,7 +44,8 @@ from node import codec
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import DOMAIN_HELLO, Identity, verify
 from node.ids import NodeId, node_id_from_public_key, short_id
-from node.messages import PROTOCOL_VERSION, Hello
+from node.link_budget import Budget, LinkUse, links_to_close
+from node.messages import PROTOCOL_VERSION, Hello, MsgType
 from node.signaling_port import SignalingPort
 from node.tasks import TaskSet
 from node.transport.base import (
@@ -62,6 +65,12 @@ SIGNAL_PAYLOAD_VERSION = 1
 SEEN_CIDS_MAX = 4096
 MAX_CID_CHARS = 64
 MAX_EARLY_MESSAGES = 16
+KEEPALIVE_TYPES = frozenset((MsgType.PING, MsgType.PONG))
+
+
+def _keepalive(data: bytes) -> bool:
+    """A PING or PONG: a msgpack array (``0x9N``) whose first element is the type (fixint)."""
+    return len(data) > 1 and data[0] & 0xF0 == 0x90 and data[1] in KEEPALIVE_TYPES
 
 
 class CoreHooks(Protocol):
@@ -92,7 +101,8 @@ class CoreHooks(Protocol):
         ...
 
     def needed(self, peer: NodeId) -> bool:
-        """True when the core needs the connection (the cap must not close it)."""
+        """True when the core needs the connection now, e.g. a request is in flight (the link
+        budget must not close it)."""
         ...
 
     def notify(self, notice: Notice) -> None:
@@ -115,6 +125,7 @@ class ConnectionStats:
     signals_relayed_out: int = 0
     messages_dropped_busy: int = 0
     connections_evicted: int = 0
+    links_closed_idle: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +173,15 @@ class ConnectionManager:
         max_connections: int = 64,
         max_concurrent_dials: int = 16,
         dial_timeout_s: float = 5.0,
+        min_links: int = 8,
+        link_idle_s: float = 0.0,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
         self.transport = transport
         self.hooks = hooks
         self.max_connections = max_connections
+        self.budget = Budget(max_connections, min_links, link_idle_s)
         self.max_concurrent_dials = max_concurrent_dials
         self.dial_timeout_s = dial_timeout_s
         self.signaling: SignalingPort | None = None
@@ -183,6 +197,7 @@ class ConnectionManager:
         self._vias: dict[NodeId, NodeId] = {}
         self._tasks = TaskSet("connections")
         self._closed = False
+        self._draining = False
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -220,6 +235,8 @@ class ConnectionManager:
         if p is not None:
             self._send_on(p, data)
             return
+        if self._draining:
+            return  # leaving: no new links (the core's request times out or is failed)
         queue = self._queued.setdefault(peer, [])
         if len(queue) >= MAX_QUEUED_PER_PEER:
             self.stats.messages_dropped_busy += 1
@@ -236,7 +253,8 @@ class ConnectionManager:
         self._start_dial(peer)
 
     def _send_on(self, p: _Peer, data: bytes) -> None:
-        p.last_used = self._loop.time()
+        if not _keepalive(data):
+            p.last_used = self._loop.time()
         try:
             p.link.send(data)
         except LinkBusy:
@@ -264,7 +282,7 @@ class ConnectionManager:
         """Connect to ``peer`` (no-op when connected); True once an authenticated link is up."""
         if peer in self._peers:
             return True
-        if peer == self.node_id or self._closed:
+        if peer == self.node_id or self._closed or self._draining:
             return False
         dial = self._dials.get(peer) or self._start_dial(peer)
         try:
@@ -387,7 +405,7 @@ class ConnectionManager:
 
     async def on_offer(self, sender: NodeId, cid: str, sdp: str) -> None:
         """An offer from ``sender``: answer it (unless glare says our own offer wins)."""
-        if sender == self.node_id or cid in self._seen_cids or self._closed:
+        if sender == self.node_id or cid in self._seen_cids or self._closed or self._draining:
             return
         self._seen_cids.append(cid)
         ours = self._dials.get(sender)
@@ -517,7 +535,8 @@ class ConnectionManager:
         p = self._peers.get(peer)
         if p is None or p.link is not link or self._closed:
             return
-        p.last_used = self._loop.time()
+        if not _keepalive(data):
+            p.last_used = self._loop.time()
         self.hooks.received(peer, data)
 
     def close(self, peer: NodeId, reason: str) -> bool:
@@ -544,18 +563,38 @@ class ConnectionManager:
             self.hooks.link_down(peer)
 
     def _enforce_cap(self) -> None:
-        excess = len(self._peers) - self.max_connections
-        if excess <= 0:
-            return
-        candidates = sorted(
-            (p for p in self._peers.values() if not self.hooks.needed(p.id)),
-            key=lambda p: p.last_used,
-        )
-        for p in candidates[:excess]:
-            self.stats.connections_evicted += 1
-            self._link_closed(p.id, p.link, "connection cap")
+        if len(self._peers) > self.budget.max_links:
+            self._apply_budget(Budget(self.budget.max_links, self.budget.min_links, 0.0))
+
+    def sweep(self) -> int:
+        """Close the links the budget does not keep (idle ones); how many were closed."""
+        return self._apply_budget(self.budget)
+
+    def _apply_budget(self, budget: Budget) -> int:
+        now = self._loop.time()
+        uses = [LinkUse(p.id, p.last_used) for p in self._peers.values()]
+        idle_before = now - budget.idle_s
+        closed = 0
+        for peer in links_to_close(uses, self.node_id, now, budget, self.hooks.needed):
+            p = self._peers.get(peer)
+            if p is None:
+                continue
+            if budget.idle_s > 0 and p.last_used <= idle_before:
+                self.stats.links_closed_idle += 1
+                reason = "idle"
+            else:
+                self.stats.connections_evicted += 1
+                reason = "connection cap"
+            self._link_closed(p.id, p.link, reason)
+            closed += 1
+        return closed
 
     # == shutdown =================================================================================
+
+    def drain(self) -> None:
+        """We are leaving: open links stay (for the BYEs) but no new one is dialed or answered,
+        so a peer that already dropped us cannot bring us back into its table."""
+        self._draining = True
 
     async def close_all(self) -> None:
         """Stop dialing and answering, resolve every dial (False), close every link."""

@@ -226,6 +226,13 @@ class PeerUnresponsive:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerLeft:
+    """A connected peer said BYE: it is out of the routing table; the runtime closes the link."""
+
+    peer: NodeId
+
+
+@dataclass(frozen=True, slots=True)
 class PeerMisbehaved:
     peer: NodeId
     reason: str
@@ -382,6 +389,7 @@ Event = (
     | ContactAdded
     | ContactRemoved
     | PeerUnresponsive
+    | PeerLeft
     | PeerMisbehaved
     | SignalReceived
     | MaintenanceRefresh

@@ -4,9 +4,10 @@ Theory of operation: ``Maintenance`` keeps its own deadlines (``deadlines()``) a
 due in ``handle_timer(now)``; it starts lookups and writes through the node (``OpHost``) with a
 ``Purpose`` that routes their end back here (``join_done``, ``refresh_done``).
 
-- Join: after ``join()``'s self-lookup, every bucket farther than the closest neighbour that is
-  not full is queued for a refresh. The join refreshes stop early once one of them meets nobody
-  new (a small network is already known), and one whose bucket filled up meanwhile is skipped.
+- Join: after ``join()``'s self-lookup, every bucket farther than the closest neighbour that
+  holds fewer than ``join_refresh_below`` contacts is queued for a refresh. The join refreshes
+  stop early once one of them meets nobody new (a small network is already known), and one
+  whose bucket filled up meanwhile is skipped.
 - Refresh: every ``REFRESH_CHECK_S`` the buckets untouched for ``refresh_interval_s`` are
   queued; queued refreshes run one lookup at a time, ``refresh_stagger_s`` apart (no bursts).
 - Republish: the originator re-stores each of its records every ``republish_interval_s`` (which
@@ -108,10 +109,11 @@ class Maintenance:
         """The self-lookup filled the near buckets: now refresh every bucket farther than the
         closest neighbour (they are known only once the lookup is done)."""
         deepest = self.table.deepest_bucket()
+        below = min(self.config.join_refresh_below, self.config.k)
         queued = [
             i
             for i in range(deepest)
-            if i not in self._refresh_queue and not self.table.bucket_full(i)
+            if i not in self._refresh_queue and self.table.bucket_count(i) < below
         ]
         self._refresh_queue.extend(queued)
         self._join_refresh.update(queued)

@@ -40,7 +40,8 @@ class MsgType(enum.IntEnum):
     PEERS = 15
     FIND_NODE_STORE = 16
     NODES_ACK = 17
-    # 18-23: reserved. 24-29: owned records, quotas (docs/protocol.md).
+    BYE = 20  # the sender is leaving on purpose
+    # 21-23: reserved. 24-29: owned records, quotas (docs/protocol.md).
     PUT = 24
     PUT_ACK = 25
     # 26 reserved
@@ -206,6 +207,15 @@ class Peers(Rpc):
 
 
 @dataclass(frozen=True, slots=True)
+class Bye:
+    """The sender leaves the network on purpose (scale down, SIGTERM): drop it from the routing
+    table now instead of waiting for liveness. Not a request: no answer, no rid. It can only
+    speak for the authenticated sender of the link it arrives on."""
+
+    type = MsgType.BYE
+
+
+@dataclass(frozen=True, slots=True)
 class Put(Rpc):
     """Store an owned (MUTABLE or IMMUTABLE) record; ``cas``: the seq the holder must hold."""
 
@@ -274,7 +284,7 @@ Response = (
     Pong | Nodes | Value | StoreAck | HasValueAck | AnnounceAck | Peers | NodesAck | PutAck
     | RecordValue | Refused | ListenAck
 )  # fmt: skip
-Message = Hello | Request | Response | Signal | Notify
+Message = Hello | Request | Response | Signal | Notify | Bye
 
 _R = MsgType.REFUSED  # any request may be refused (rate limit)
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {

@@ -47,6 +47,7 @@ from node.events import (
     GetPeersResult,
     OpCompleted,
     OpResult,
+    PeerLeft,
     PeerMisbehaved,
     PeerUnresponsive,
     PingResult,
@@ -59,6 +60,7 @@ from node.listening import Listening
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
+    Bye,
     HasValue,
     HasValueAck,
     Listen,
@@ -191,6 +193,10 @@ class DhtProtocol:
         """Records we wrote: key → (record, next republish time)."""
         return self.maintenance.authored
 
+    def awaiting(self, peer: NodeId) -> bool:
+        """Whether a request to ``peer`` is in flight."""
+        return bool(self._requests.to_peer(peer))
+
     def pending_requests(self) -> int:
         return len(self._requests)
 
@@ -241,6 +247,9 @@ class DhtProtocol:
         else:
             msg = data
         self.stats.messages_in[msg.type.name] += 1
+        if isinstance(msg, Bye):
+            self._left(peer, now)
+            return
         self._heard(peer, now)
         if isinstance(msg, Request):
             verdict = self.limiter.check(peer, now)
@@ -282,6 +291,24 @@ class DhtProtocol:
     def refusals(self) -> Counter[str]:
         """Writes this node refused, by reason (``quota``, ``seq_not_newer``, ...)."""
         return self.responder.refusals
+
+    def _left(self, peer: NodeId, now: float) -> None:
+        """``peer`` said BYE: forget it now (its requests fail, its contact goes)."""
+        self.connected.discard(peer)
+        self.last_heard.pop(peer, None)
+        self._requests.rtt.pop(peer, None)
+        self.delivery_failed(peer, now)
+        if self.table.remove(peer):
+            self._events.append(ContactRemoved(peer, RemovalReason.LEFT))
+        self._events.append(PeerLeft(peer))
+
+    def leave(self) -> list[NodeId]:
+        """We are leaving on purpose: say BYE to every connected peer (the caller closes the
+        links once the messages are out). Returns the peers told."""
+        told = sorted(self.connected)
+        for peer in told:
+            self._send(peer, Bye())
+        return told
 
     def _malformed(self, peer: NodeId, reason: str) -> None:
         self.stats.dropped_malformed += 1

@@ -30,6 +30,7 @@ class RemovalReason(enum.StrEnum):
     UNRESPONSIVE = "unresponsive"  # too many requests failed in a row
     PING_TIMEOUT = "ping timeout"  # a liveness or full-bucket ping went unanswered
     LIVENESS_LOST = "liveness lost"  # the transport heard nothing from the peer for too long
+    LEFT = "left"  # the contact said BYE: it left the network on purpose
 
 
 @dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table
@@ -87,6 +88,10 @@ class RoutingTable:
     def bucket_last_touched(self, index: int) -> float:
         b = self._buckets.get(index)
         return b.last_touched if b is not None else self._created
+
+    def bucket_count(self, index: int) -> int:
+        b = self._buckets.get(index)
+        return len(b.contacts) if b is not None else 0
 
     def bucket_full(self, index: int) -> bool:
         b = self._buckets.get(index)

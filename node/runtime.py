@@ -61,6 +61,8 @@ from node.transport.base import Transport
 log = logging.getLogger("node.runtime")
 
 STOP_DELAY_S = 0.05
+LINK_SWEEP_MIN_S = 1.0
+BYE_FLUSH_S = 0.2  # after BYE, before the links close: time for the message to leave
 MAX_PUMP_ROUNDS = 1000
 
 R = TypeVar("R", bound=OpResult)
@@ -74,6 +76,10 @@ class TooLarge(BadArgument):
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     max_connections: int = 64
+    min_links: int = 8
+    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
+    link_idle_s: float = 120.0
+    """Other links unused this long are closed (0: never); the contact stays in the table."""
     max_concurrent_dials: int = 16
     dial_timeout_s: float = 5.0
     bootstrap_peers: int = 8
@@ -180,7 +186,8 @@ class _Hooks:
         return True
 
     def needed(self, peer: NodeId) -> bool:
-        return peer in self._rt.core.table
+        core = self._live()
+        return core is not None and core.awaiting(peer)
 
     def notify(self, notice: Notice) -> None:
         self._rt.notify(notice)
@@ -223,6 +230,8 @@ class NodeRuntime:
             transport,
             _Hooks(self),
             max_connections=self.settings.max_connections,
+            min_links=self.settings.min_links,
+            link_idle_s=self.settings.link_idle_s,
             max_concurrent_dials=self.settings.max_concurrent_dials,
             dial_timeout_s=self.settings.dial_timeout_s,
         )
@@ -237,6 +246,7 @@ class NodeRuntime:
         self._stop_task: asyncio.Task[None] | None = None
         self._pumping = False
         self._stopped = asyncio.Event()
+        self._leaving = False
 
     # == lifecycle ================================================================================
 
@@ -288,11 +298,16 @@ class NodeRuntime:
             if self.settings.auto_bootstrap:
                 self._tasks.spawn(self.bootstrap.run())
         self._tasks.spawn(self._stats_loop())
+        if self.settings.link_idle_s > 0:
+            self._tasks.spawn(self._link_sweep_loop())
         self.pump()
 
     async def stop(self) -> None:
-        if self._stopped.is_set():
+        if self._leaving:
+            await self._stopped.wait()
             return
+        self._leaving = True
+        await self._say_bye()
         self._stopped.set()
         if self._timer is not None:
             self._timer.cancel()
@@ -306,6 +321,17 @@ class NodeRuntime:
         for fut in self._ops.values():
             if not fut.done():
                 fut.cancel()
+
+    async def _say_bye(self) -> None:
+        """Leaving on purpose: BYE to every connected peer, so they drop us at once (instead of
+        after liveness timeouts), then a moment for the messages to leave before the links
+        close (closing the peer connection aborts SCTP, dropping what is still queued)."""
+        if self.proto is None or not self.connections:
+            return
+        self.connections.drain()
+        if self.proto.leave():
+            self.pump()
+            await asyncio.sleep(BYE_FLUSH_S)
 
     def request_stop(self) -> None:
         """Stop shortly (lets the caller answer first, e.g. a ``shutdown`` command)."""
@@ -410,6 +436,8 @@ class NodeRuntime:
                     fut.set_result(ev.result)
             case events.PeerUnresponsive():
                 self.connections.close(ev.peer, "unresponsive")
+            case events.PeerLeft():
+                self.connections.close(ev.peer, "left")
             case events.PeerMisbehaved():
                 log.warning("peer %s sent a bad message: %s", short_id(ev.peer), ev.reason)
                 if ev.count >= self.config.malformed_disconnect_threshold:
@@ -431,6 +459,12 @@ class NodeRuntime:
         tid = key_id(topic)
         self._topic_names[tid] = topic
         return tid
+
+    async def _link_sweep_loop(self) -> None:
+        interval_s = max(LINK_SWEEP_MIN_S, self.settings.link_idle_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            self.connections.sweep()
 
     async def _stats_loop(self) -> None:
         while True:

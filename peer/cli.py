@@ -56,6 +56,8 @@ _SET_HELP = (
     "Names: " + ", ".join(tunables.TUNABLES)
 )
 _PERSIST_HELP = "keep records, providers and contacts in SQLite in the data dir (env DHT_PERSIST)"
+_MIN_LINKS_HELP = "links to the closest peers kept open however idle"
+_LINK_IDLE_HELP = "seconds after which an unused link is closed (0: never; the contact stays)"
 
 
 @app.command()
@@ -91,13 +93,18 @@ def main_command(
         list[str] | None, typer.Option("--set", help=_SET_HELP, metavar="NAME=VALUE")
     ] = None,
     persist: Annotated[bool, typer.Option(envvar="DHT_PERSIST", help=_PERSIST_HELP)] = True,
+    min_links: Annotated[int, _opt("DHT_MIN_LINKS", _MIN_LINKS_HELP, clikit.positive_int)] = 8,
+    link_idle: Annotated[
+        float, _opt("DHT_LINK_IDLE", _LINK_IDLE_HELP, clikit.non_negative_float)
+    ] = 120.0,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
     url = None if signaling.strip().lower() in ("", "none") else signaling
     options = Options(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
-        max_connections, bootstrap_peers, stats_interval, log_level, persist=persist,
+        max_connections, bootstrap_peers, stats_interval, log_level, min_links, link_idle,
+        persist=persist,
     )  # fmt: skip
     try:
         overrides = tunables.parse(set_ or [], os.environ)

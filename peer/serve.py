@@ -48,6 +48,8 @@ class Options:
     bootstrap_peers: int
     stats_interval_s: float
     log_level: str
+    min_links: int = 8
+    link_idle_s: float = 120.0
     overrides: dict[str, int | float] = field(default_factory=dict)  # node.tunables
     persist: bool = True  # SQLite in data_dir (node.persist); False: forget everything on exit
 
@@ -73,6 +75,8 @@ class Options:
 
         return NodeSettings(
             max_connections=self.max_connections,
+            min_links=self.min_links,
+            link_idle_s=self.link_idle_s,
             stats_interval_s=self.stats_interval_s,
             bootstrap_peers=self.bootstrap_peers,
         )

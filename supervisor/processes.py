@@ -11,11 +11,16 @@ that file, so ``orchestrate.py down`` works from any shell even when the supervi
 
 Children of this launcher are inspected with ``Popen.poll`` (which also reaps them); other
 processes with ``os.kill(pid, 0)`` and ``/proc``.
+
+Peers whose command is the node (``python -m peer ...``) are forked from a preloaded zygote
+(``supervisor.zygote_client``, ``peer.zygote``) instead of exec'd, so the ~50 MB of imports is
+shared; they are the zygote's children, and ``ForkedChild.poll`` asks it for their exit status.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +36,9 @@ from supervisor.detached import spawn_detached
 from supervisor.errors import LaunchError
 from supervisor.launcher import MemberHandle, MemberSpec, MemberState, Role
 from supervisor.state import write_json_atomic
+from supervisor.zygote_client import ForkedChild, ZygoteClient, preload_wanted
+
+log = logging.getLogger(__name__)
 
 MEMBERS_FILE = "members.json"
 POLL_INTERVAL_S = 0.05
@@ -82,8 +90,10 @@ class ProcessLauncher:
 
     def __init__(self, state_root: Path) -> None:
         self._root = Path(state_root)
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, subprocess.Popen[bytes] | ForkedChild] = {}
         self._lock = threading.RLock()
+        self._zygote: ZygoteClient | None = None
+        self._zygote_failed = False
 
     # -- the members file ----------------------------------------------------------------------
 
@@ -119,7 +129,11 @@ class ProcessLauncher:
         try:
             if spec.data_dir:
                 Path(spec.data_dir).mkdir(parents=True, exist_ok=True)
-            proc = spawn_detached(argv, Path(spec.log_path) if spec.log_path else None, env)
+            proc: subprocess.Popen[bytes] | ForkedChild | None = None
+            if spec.role is Role.PEER and preload_wanted(argv, env):
+                proc = self._fork(spec, argv, env)
+            if proc is None:
+                proc = spawn_detached(argv, Path(spec.log_path) if spec.log_path else None, env)
         except OSError as exc:
             raise LaunchError(f"cannot start {spec.role} {spec.index} ({argv[0]}): {exc}") from exc
         entry = {
@@ -143,6 +157,28 @@ class ProcessLauncher:
             members.append(entry)
             self._write_members(spec.cluster, members)
         return MemberHandle(spec.cluster, spec.role, spec.index, str(proc.pid))
+
+    def _fork(self, spec: MemberSpec, argv: list[str], env: dict[str, str]) -> ForkedChild | None:
+        """Fork the peer from the zygote (started on first use); None: exec it instead."""
+        with self._lock:
+            if self._zygote_failed:
+                return None
+            try:
+                if self._zygote is None or not self._zygote.alive():
+                    self._zygote = ZygoteClient(self._root / spec.cluster / "zygote.log")
+                pid = self._zygote.spawn(argv[3:], env, spec.log_path, None)
+            except (LaunchError, OSError) as exc:
+                log.warning("preloaded start failed (%s): starting peers by exec instead", exc)
+                self._zygote_failed = True
+                return None
+            return ForkedChild(self._zygote, pid)
+
+    def close(self) -> None:
+        """Stop the zygote (its workers keep running: they are members, stopped by ``stop``)."""
+        with self._lock:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
 
     def _pid(self, handle: MemberHandle) -> int | None:
         return int(handle.ref) if handle.ref.isdigit() else None

@@ -283,6 +283,9 @@ class Supervisor:
             await self.lifecycle.stop(self.signaling)
         for member in peers:
             await self._dispose_peer(member)
+        close_launcher = getattr(self.launcher, "close", None)  # the process backend's zygote
+        if callable(close_launcher):
+            await asyncio.to_thread(close_launcher)
         if self._front is not None:
             await self._front.close()
         if self._pub is not None:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from node import codec
 from node.connections import ConnectionManager
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import Identity
 from node.ids import NodeId
+from node.messages import Ping
 from node.transport.base import CloseReason, LinkBase
 from node.transport.memory import MemoryHub, MemoryTransport
 
@@ -126,6 +128,8 @@ def member(
         core,
         dial_timeout_s=limits.get("dial_timeout_s", 2.0),
         max_connections=int(limits.get("max_connections", 64)),
+        min_links=int(limits.get("min_links", 8)),
+        link_idle_s=limits.get("link_idle_s", 0.0),
     )
     claimed = register_as or identity.node_id
     manager.signaling = directory.port(claimed)
@@ -275,6 +279,41 @@ async def test_a_link_that_lost_liveness_reports_the_peer_lost(directory: Direct
         assert PeerDisconnected(b.id, "liveness lost") in a.core.notices
         assert b.core.down == [a.id]  # the other side sees an ordinary close
         assert b.core.lost == []
+    finally:
+        await close(a, b)
+
+
+async def test_sweep_closes_idle_links_beyond_the_closest_and_keepalives_do_not_count(
+    directory: Directory,
+) -> None:
+    hub = MemoryHub()
+    a = member(directory, hub, min_links=1, link_idle_s=0.2)
+    others = [member(directory, hub) for _ in range(3)]
+    try:
+        for other in others:
+            assert await a.manager.dial(other.id)
+        busy = others[2]
+        a.core.needed_peers.add(busy.id)
+        await asyncio.sleep(0.3)
+        for other in others:  # keepalives only: the links stay idle
+            a.manager.send(other.id, codec.encode(Ping(1)))
+        closest = min(others, key=lambda m: int.from_bytes(m.id, "big") ^ int.from_bytes(a.id))
+        assert a.manager.sweep() == len({o.id for o in others} - {closest.id, busy.id})
+        assert {p.id for p in a.manager.peers()} == {closest.id, busy.id}
+        assert a.manager.stats.links_closed_idle >= 1
+        assert any(isinstance(n, PeerDisconnected) and n.reason == "idle" for n in a.core.notices)
+    finally:
+        await close(a, *others)
+
+
+async def test_a_draining_manager_neither_dials_nor_answers(directory: Directory) -> None:
+    hub = MemoryHub()
+    a, b = member(directory, hub), member(directory, hub)
+    try:
+        a.manager.drain()
+        assert not await a.manager.dial(b.id)
+        assert not await b.manager.dial(a.id)  # a ignores the offer
+        assert a.manager.peers() == ()
     finally:
         await close(a, b)
 

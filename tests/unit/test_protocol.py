@@ -24,6 +24,7 @@ from node.events import (
     FindNodeResult,
     GetResult,
     OpResult,
+    PeerLeft,
     PeerMisbehaved,
     PeerUnresponsive,
     PingResult,
@@ -577,7 +578,7 @@ def test_join_refresh_stops_once_a_refresh_finds_nobody_new() -> None:
     # Everyone already knows everyone: the self-lookup and one refresh confirm it, and the
     # remaining join refreshes (which could only repeat known answers) are dropped.
     for seed in range(50):
-        net = Net(12, seed=seed)
+        net = Net(12, cfg(join_refresh_below=20), seed=seed)
         net.mesh()
         node = net.nodes[0]
         if node.table.deepest_bucket() >= 3:
@@ -589,3 +590,51 @@ def test_join_refresh_stops_once_a_refresh_finds_nobody_new() -> None:
     net.run_until(net.now + 30.0)
     assert node.stats.lookups - before == 2  # the self-lookup and a single refresh
     assert node.maintenance.queued_refreshes == 0
+
+
+def _join_lookups(config: Config) -> tuple[int, int]:
+    """A node that knows one hub (which knows 30 others) joins: (lookups it ran, buckets that
+    were empty after its self-lookup)."""
+    net = Net(32, config, seed=3)
+    a, hub = net.nodes[0], net.nodes[1]
+    for p in net.nodes[2:]:
+        net.meet(hub, p)
+    net.meet(a, hub)
+    before = a.stats.lookups
+    a.join(net.now)
+    net.pump()  # the self-lookup completes on the instant network
+    empty = sum(1 for i in range(a.table.deepest_bucket()) if a.table.bucket_count(i) == 0)
+    net.run_until(net.now + 120.0)
+    return a.stats.lookups - before, empty
+
+
+def test_join_refreshes_only_empty_buckets_by_default() -> None:
+    lookups, empty = _join_lookups(cfg())
+    assert 1 <= lookups <= 1 + empty
+    every_non_full, _ = _join_lookups(cfg(join_refresh_below=20))
+    assert every_non_full > lookups
+
+
+def test_bye_drops_the_sender_from_every_table_at_once() -> None:
+    net = Net(4)
+    net.mesh(connected=True)
+    a, b, c, d = net.nodes
+    # a request to d is in flight when d leaves: it fails at once, not after the timeout
+    op = b.ping(d.id, net.now)
+    net.dead.add(d.id)  # d answers nothing more; only its BYEs (sent below) get out
+    net.pump()
+    told = d.leave()
+    assert set(told) == {a.id, b.id, c.id}
+    for out in d.messages_to_send():
+        net.by_id[out.peer].receive(d.id, codec.encode(out.message), net.now)
+    net.pump()
+    for p in (a, b, c):
+        assert d.id not in p.table
+        assert d.id not in p.connected
+        assert {q.id for q in (a, b, c)} - {p.id} == {x.id for x in p.table.contacts()}
+        assert PeerLeft(d.id) in net.events[p.id]
+        assert ContactRemoved(d.id, "left") in net.events[p.id]
+    res = net.results.pop((b.id, op))
+    assert isinstance(res, PingResult)
+    assert not res.ok
+    assert res.rtt_s == 0.0  # failed on the BYE, no timeout waited

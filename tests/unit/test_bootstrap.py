@@ -1,0 +1,52 @@
+"""The bootstrap loop backs off (with jitter) after rounds whose dials all failed."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from node.bootstrap import Bootstrapper
+from node.ids import NodeId
+
+
+class FakeSignaling:
+    connected = True
+
+    async def peers(self, n: int) -> list[NodeId]:
+        return [NodeId(bytes([i]) * 32) for i in range(1, n + 1)]
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+async def test_failed_rounds_back_off_exponentially_with_jitter_and_reset_on_success() -> None:
+    ok = False
+    joined: list[bool] = []
+
+    async def dial(peer: NodeId) -> bool:
+        return ok
+
+    b = Bootstrapper(
+        FakeSignaling(),  # type: ignore[arg-type]
+        dial=dial,
+        alone=lambda: True,
+        join=lambda: joined.append(True),
+        peers_wanted=2,
+        check_interval_s=5.0,
+        max_backoff_s=60.0,
+        rng=random.Random(1),
+    )
+    assert b.backoff_s() == 0.0
+    bases = []
+    for _ in range(6):
+        assert not await b.round()
+        bases.append(min(60.0, 5.0 * 2 ** (b.failures - 1)))
+        pause = b.backoff_s()
+        assert 0.5 * bases[-1] <= pause <= 1.5 * bases[-1]
+    assert bases == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert len({b.backoff_s() for _ in range(5)}) > 1  # jittered: nodes do not retry in step
+    ok = True
+    assert await b.round()
+    assert b.failures == 0
+    assert b.backoff_s() == 0.0
+    assert joined == [True]
