@@ -58,6 +58,7 @@ from node.messages import (
     HasValue,
     HasValueAck,
     Message,
+    MsgType,
     Outgoing,
     Ping,
     Request,
@@ -84,6 +85,8 @@ __all__ = ["DhtProtocol", "JoinedTopic", "Outgoing", "Stats"]
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
+_REQUEST_TIMER = TimerKind.REQUEST
+_TYPE_NAME = {t: t.name for t in MsgType}  # ``MsgType.name`` is a property: look it up once
 
 
 @dataclass(slots=True)
@@ -193,7 +196,7 @@ class DhtProtocol:
                 return
         else:
             msg = data
-        self.stats.messages_in[msg.type.name] += 1
+        self.stats.messages_in[_TYPE_NAME[msg.type]] += 1
         self._heard(peer, now)
         if isinstance(msg, Request):
             reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
@@ -218,9 +221,12 @@ class DhtProtocol:
         if peer == self.id:
             return
         self.last_heard[peer] = now
-        known = peer in self.table
-        oldest = self.table.update(peer, now)
-        if not known and peer in self.table:
+        table = self.table
+        if table.contact(peer) is not None:
+            table.update(peer, now)  # a known contact: nothing else can change
+            return
+        oldest = table.update(peer, now)
+        if peer in table:
             self._events.append(ContactAdded(peer))
         if oldest is not None and oldest not in self._pinging:
             # A full bucket: the oldest contact must prove it is alive before a newcomer may
@@ -280,7 +286,7 @@ class DhtProtocol:
     # == inputs: time =============================================================================
 
     def _timer_alive(self, kind: TimerKind, ref: int) -> bool:
-        return ref in (self._requests if kind is TimerKind.REQUEST else self._ops)
+        return ref in (self._requests if kind is _REQUEST_TIMER else self._ops)
 
     def get_timer(self) -> float | None:
         t = min(self._next_liveness, self.maintenance.next_deadline(), self.topics.next_deadline())
@@ -320,7 +326,7 @@ class DhtProtocol:
     # == sending (also the OpHost that maintenance and topics drive) ==============================
 
     def _send(self, peer: NodeId, msg: Message, via: NodeId | None = None) -> None:
-        self.stats.messages_out[msg.type.name] += 1
+        self.stats.messages_out[_TYPE_NAME[msg.type]] += 1
         self._out.append(Outgoing(peer, msg, via))
 
     def new_rid(self) -> int:
