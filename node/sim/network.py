@@ -1,4 +1,4 @@
-"""The simulated network: latency, loss, partitions and NAT-like unreachability, from one seeded RNG.
+"""The simulated network: latency, loss, partitions and NAT-like unreachability (one seeded RNG).
 
 Latency is a ``LatencyModel`` (``node.sim.models``): constant, uniform per message, or the
 long-tailed "measured" model where every node has an access delay and a pair's one-way delay is
