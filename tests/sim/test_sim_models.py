@@ -93,8 +93,11 @@ def test_natted_nodes_are_reachable_only_where_they_opened_a_pinhole(sim_seed: i
     warm = c.run_op(stranger, lambda p, now: p.ping(nat.id, now))
     assert isinstance(warm, PingResult)
     assert warm.ok  # the pinhole is open now
-    # A NAT-ed node still looks up fine (its requests open their own pinholes).
+    # A NAT-ed node still looks up (its requests open their own pinholes); the NAT-ed peers it
+    # asks cannot answer (nobody opened theirs), so the closest it finds are the open nodes.
     res = c.run_op(natted[1], lambda p, now: p.find_node(random_id(c.rng), now))
     assert isinstance(res, FindNodeResult)
-    assert len(res.closest) == c.config.k
+    assert len(res.closest) >= c.config.k // 2
+    assert not set(res.closest) & c.net.natted
+    assert res.failed > 0
     assert c.net.nat_dropped > 0
