@@ -8,6 +8,7 @@ after its TTL by design (DESIGN §4), so readability under churn is a question a
 
 Every ``sample_every_s`` it measures, from the outside:
 
+- ``t_s``: seconds since the churn phase started;
 - ``readable``: the share of the keys a get from a random live node returns intact;
 - lookup hops, messages and latency of those gets;
 - routing-table health: over a sample of live nodes, the share of table contacts that are alive,
@@ -73,6 +74,7 @@ class ChurnRun:
         self.gets = GetStats()
         self.deaths = 0
         self.joins = 0
+        self.start_s = cluster.sched.now  # sample times count from here
         self._alive: list[SimNode] = cluster.alive()
         for node in self._alive:
             self._schedule_death(node)
@@ -133,7 +135,7 @@ class ChurnRun:
                 peer = c.nodes.get(contact.id)
                 live += peer is not None and peer.alive
         s = Sample(
-            t_s=round(c.sched.now, 3),
+            t_s=round(c.sched.now - self.start_s, 3),
             alive=len(alive),
             readable=ok / len(self.records) if self.records else 1.0,
             table_alive=live / total if total else 0.0,

@@ -72,4 +72,4 @@ def test_plot_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], sim_seed
     assert cdf == sorted(cdf)
     churn = index["churn.png"]["series"]
     assert set(churn) == {"keys readable", "table contacts alive"}
-    assert churn["keys readable"]["x"] == [0.0, 600 / 3600, 1200 / 3600, 0.5]
+    assert churn["keys readable"]["x"] == pytest.approx([0.0, 600 / 3600, 1200 / 3600, 0.5])
