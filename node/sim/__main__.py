@@ -254,19 +254,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=_int_at_least(1), default=DEFAULT_KEYS, help="keys stored")
     p.add_argument("--wire", action="store_true", help="encode/decode every message")
     p.add_argument("--loss", type=_fraction, default=0.0, help="message loss probability")
-    p.add_argument("--bootstrap", choices=["join", "oracle"], default="join",
-                   help="real join protocol, or tables filled from the global view")
-    p.add_argument("--latency", type=_spec(parse_latency), default=None,
-                   help="const:MS, uniform:LO:HI or measured (default uniform:5:50)")
+    p.add_argument(
+        "--bootstrap",
+        choices=["join", "oracle"],
+        default="join",
+        help="real join protocol, or tables filled from the global view",
+    )
+    p.add_argument(
+        "--latency",
+        type=_spec(parse_latency),
+        default=None,
+        help="const:MS, uniform:LO:HI or measured (default uniform:5:50)",
+    )
     p.add_argument("--nat", type=_fraction, default=0.0, help="share of NAT-ed nodes")
-    p.add_argument("--hours", type=_nonneg_float, default=0.0,
-                   help="simulated hours of churn after the lookups")
-    p.add_argument("--churn-rate", type=_fraction, default=None,
-                   help="share of nodes dying per hour (exponential lifetimes)")
-    p.add_argument("--lifetime", type=_spec(parse_lifetime), default=None,
-                   help="exp:MEAN_S or weibull:SHAPE:SCALE_S")
-    p.add_argument("--sample-every", type=_positive_float, default=1800.0,
-                   help="seconds between churn samples")
+    p.add_argument(
+        "--hours",
+        type=_nonneg_float,
+        default=0.0,
+        help="simulated hours of churn after the lookups",
+    )
+    p.add_argument(
+        "--churn-rate",
+        type=_fraction,
+        default=None,
+        help="share of nodes dying per hour (exponential lifetimes)",
+    )
+    p.add_argument(
+        "--lifetime",
+        type=_spec(parse_lifetime),
+        default=None,
+        help="exp:MEAN_S or weibull:SHAPE:SCALE_S",
+    )
+    p.add_argument(
+        "--sample-every", type=_positive_float, default=1800.0, help="seconds between churn samples"
+    )
     p.add_argument("--plot", default=None, metavar="DIR", help="write PNGs and plots.json here")
     return p  # fmt: skip
 

@@ -68,9 +68,7 @@ def fill_table(
                 # ``sample`` is random.Random.sample: one seeded RNG drives the whole build
                 picked = sample(range(a, b), min(count, 2 * k) if replacements else k)
                 chosen, spare = picked[:k], picked[k:]
-            table.seed_bucket(
-                i, [(ids[j], ints[j]) for j in chosen], [ids[j] for j in spare], now
-            )
+            table.seed_bucket(i, [(ids[j], ints[j]) for j in chosen], [ids[j] for j in spare], now)
         # Nobody else shares the first i + 1 bits with us: every deeper bucket is empty.
         mine = (own >> shift) << shift
         if bisect_left(ints, mine + (1 << shift)) - bisect_left(ints, mine) <= 1:
