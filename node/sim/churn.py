@@ -117,6 +117,7 @@ class ChurnRun:
 
     def sample(self) -> Sample:
         c = self.c
+        t_s = c.sched.now - self.start_s  # the reads below advance the clock a little
         alive = [n for n in self._alive if n.alive]
         self._alive = alive
         ok = 0
@@ -135,7 +136,7 @@ class ChurnRun:
                 peer = c.nodes.get(contact.id)
                 live += peer is not None and peer.alive
         s = Sample(
-            t_s=round(c.sched.now - self.start_s, 3),
+            t_s=round(t_s, 3),
             alive=len(alive),
             readable=ok / len(self.records) if self.records else 1.0,
             table_alive=live / total if total else 0.0,
