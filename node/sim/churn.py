@@ -17,6 +17,7 @@ Every ``sample_every_s`` it measures, from the outside:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,10 +109,11 @@ class ChurnRun:
     # -- measuring -----------------------------------------------------------------------------
 
     def run(self, duration_s: float, sample_every_s: float) -> list[Sample]:
-        end = self.c.sched.now + duration_s
+        """Sample now and every ``sample_every_s`` (on a fixed grid) until ``duration_s``."""
         self.sample()
-        while self.c.sched.now + 1e-9 < end:
-            self.c.run_for(min(sample_every_s, end - self.c.sched.now))
+        for i in range(1, math.ceil(duration_s / sample_every_s - 1e-9) + 1):
+            at = self.start_s + min(i * sample_every_s, duration_s)
+            self.c.sched.run_until(at)
             self.sample()
         return self.samples
 
