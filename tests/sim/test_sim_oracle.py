@@ -85,3 +85,29 @@ def test_oracle_network_serves_lookups(sim_seed: int) -> None:
     assert res.ok  # type: ignore[union-attr]
     got = c.run_op(reader, lambda p, now: p.get(b"\x01" * 32, now))
     assert got.record == res.record  # type: ignore[union-attr]
+
+
+def test_closest_is_exact_on_seeded_tables(sim_seed: int) -> None:
+    """``closest`` over the sorted index equals a brute-force sort, on oracle-seeded tables that
+    then lose and gain contacts (replacements promoted, newcomers added)."""
+    c = SimCluster(seed=sim_seed, keep_events=False)
+    nodes = oracle_bootstrap(c, 600)
+    rng = c.rng
+    for node in rng.sample(nodes, 20):
+        table = node.proto.table
+        members = [x.id for x in table.contacts()]
+        for victim in rng.sample(members, len(members) // 4):
+            table.remove(victim)
+        for other in rng.sample(nodes, 50):
+            table.update(other.id, 1.0)
+        check_table(table)
+        members = [x.id for x in table.contacts()]
+        for _ in range(30):
+            target = rng.choice([rng.choice(nodes).id, rng.randbytes(32)])
+            exclude = rng.choice([None, rng.choice(members)])
+            t = int.from_bytes(target, "big")
+            expected = sorted(
+                (m for m in members if m != exclude), key=lambda m: int.from_bytes(m, "big") ^ t
+            )
+            for n in (1, 5, 20, 40):
+                assert table.closest(target, n, exclude=exclude) == expected[:n]
