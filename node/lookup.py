@@ -38,6 +38,7 @@ class PeerState(enum.Enum):
 
 
 _NOT_CONTACTED = (PeerState.NOT_CONTACTED,)
+_FAILED = PeerState.FAILED
 _PENDING = (PeerState.NOT_CONTACTED, PeerState.WAITING)
 
 
@@ -64,7 +65,9 @@ class LookupIter:
         self.own_id = own_id
         self.k = k
         self.alpha = alpha
-        self._order: list[tuple[int, NodeId]] = []
+        # The candidates by distance, ascending (two parallel lists: bisect on plain ints).
+        self._dists: list[int] = []
+        self._order: list[Candidate] = []
         self._peers: dict[NodeId, Candidate] = {}
         self._in_flight = 0
         self._finished = False
@@ -79,8 +82,10 @@ class LookupIter:
         if peer == self.own_id or peer in self._peers:
             return
         d = as_int(peer) ^ self._t
-        self._peers[peer] = Candidate(peer, d, PeerState.NOT_CONTACTED, depth, via)
-        bisect.insort(self._order, (d, peer))
+        c = self._peers[peer] = Candidate(peer, d, PeerState.NOT_CONTACTED, depth, via)
+        i = bisect.bisect(self._dists, d)
+        self._dists.insert(i, d)
+        self._order.insert(i, c)
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -88,11 +93,11 @@ class LookupIter:
         """The closest candidate in one of ``states`` among the k closest that have not failed
         (only these may be asked, and only these decide whether the lookup is done)."""
         ahead = 0
-        for _, pid in self._order:
-            c = self._peers[pid]
-            if c.state in states:
+        for c in self._order:
+            state = c.state
+            if state in states:
                 return c
-            if c.state is not PeerState.FAILED:
+            if state is not _FAILED:
                 ahead += 1
                 if ahead >= self.k:
                     return None
@@ -125,11 +130,11 @@ class LookupIter:
 
     def closest_succeeded(self, n: int | None = None) -> list[NodeId]:
         n = self.k if n is None else n
-        out = [pid for _, pid in self._order if self._peers[pid].state is PeerState.SUCCEEDED]
+        out = [c.id for c in self._order if c.state is PeerState.SUCCEEDED]
         return out[:n]
 
     def closest_seen(self, n: int) -> list[NodeId]:
-        return [pid for _, pid in self._order if self._peers[pid].state is not PeerState.FAILED][:n]
+        return [c.id for c in self._order if c.state is not _FAILED][:n]
 
     def depth(self, peer: NodeId) -> int:
         c = self._peers.get(peer)
@@ -146,11 +151,11 @@ class LookupIter:
         self._in_flight -= 1
         known = self._peers
         count = len(known)
-        best = self._order[0][0] if self._order else None
+        best = self._dists[0] if self._dists else None
         for p in closer:
             if p not in known:  # most answers repeat known peers: skip the call
                 self._add(p, c.depth + 1, peer)
-        progress = (best is not None and self._order[0][0] < best) or (
+        progress = (best is not None and self._dists[0] < best) or (
             count < self.k and len(known) > count
         )
         if progress:

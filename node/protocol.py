@@ -65,6 +65,7 @@ from node.messages import (
     HasValueAck,
     Listen,
     Message,
+    MsgType,
     Notify,
     Outgoing,
     Ping,
@@ -106,6 +107,8 @@ GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may stil
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
 LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
+_REQUEST_TIMER = TimerKind.REQUEST
+_TYPE_NAME = {t: t.name for t in MsgType}  # ``MsgType.name`` is a property: look it up once
 
 
 @dataclass(slots=True)
@@ -246,7 +249,7 @@ class DhtProtocol:
                 return
         else:
             msg = data
-        self.stats.messages_in[msg.type.name] += 1
+        self.stats.messages_in[_TYPE_NAME[msg.type]] += 1
         if isinstance(msg, Bye):
             self._left(peer, now)
             return
@@ -319,9 +322,12 @@ class DhtProtocol:
         if peer == self.id:
             return
         self.last_heard[peer] = now
-        known = peer in self.table
-        oldest = self.table.update(peer, now)
-        if not known and peer in self.table:
+        table = self.table
+        if table.contact(peer) is not None:
+            table.update(peer, now)  # a known contact: nothing else can change
+            return
+        oldest = table.update(peer, now)
+        if peer in table:
             self._events.append(ContactAdded(peer))
         if oldest is not None and oldest not in self._pinging:
             # A full bucket: the oldest contact must prove it is alive before a newcomer may
@@ -389,7 +395,7 @@ class DhtProtocol:
     # == inputs: time =============================================================================
 
     def _timer_alive(self, kind: TimerKind, ref: int) -> bool:
-        return ref in (self._requests if kind is TimerKind.REQUEST else self._ops)
+        return ref in (self._requests if kind is _REQUEST_TIMER else self._ops)
 
     def get_timer(self) -> float | None:
         t = min(
@@ -456,7 +462,7 @@ class DhtProtocol:
     # == sending (also the OpHost that maintenance and topics drive) ==============================
 
     def _send(self, peer: NodeId, msg: Message, via: NodeId | None = None) -> None:
-        self.stats.messages_out[msg.type.name] += 1
+        self.stats.messages_out[_TYPE_NAME[msg.type]] += 1
         self._out.append(Outgoing(peer, msg, via))
 
     def send_message(self, peer: NodeId, msg: Message) -> None:

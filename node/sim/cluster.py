@@ -10,7 +10,6 @@ what lets 10,000 nodes run in seconds.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from node.config import Config
 from node.events import Event, OpCompleted, OpResult
 from node.identity import Identity
 from node.ids import NodeId
+from node.messages import Message, MsgType
 from node.protocol import DhtProtocol
+from node.sim.models import LatencyModel
 from node.sim.network import NetworkModel
 from node.sim.scheduler import Scheduler
 
@@ -34,13 +35,14 @@ def sim_config(**overrides: object) -> Config:
     return Config(**base)  # type: ignore[arg-type]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class SimNode:
     proto: DhtProtocol
     alive: bool = True
     timer_at: float | None = None
     results: dict[int, OpResult] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    born: float = 0.0
 
     @property
     def id(self) -> NodeId:
@@ -56,21 +58,33 @@ class SimCluster:
         loss: float = 0.0,
         wire: bool = False,
         keep_events: bool = True,
+        latency: LatencyModel | None = None,
+        nat_share: float = 0.0,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.config = config or sim_config()
         self.sched = Scheduler()
-        self.net = NetworkModel(random.Random(seed ^ 0x5EED), latency_s[0], latency_s[1], loss)
+        self.net = NetworkModel(
+            random.Random(seed ^ 0x5EED), latency_s[0], latency_s[1], loss, latency
+        )
         self.wire = wire
         self.keep_events = keep_events
+        self.nat_share = nat_share
         self.nodes: dict[NodeId, SimNode] = {}
         self.order: list[NodeId] = []
-        self.messages_sent: Counter[str] = Counter()
+        self._sent: Counter[MsgType] = Counter()
+        self._nat_rng = random.Random(seed ^ 0x4A7)
+
+    @property
+    def messages_sent(self) -> Counter[str]:
+        """Messages handed to the network, by type name (lost ones included)."""
+        return Counter({t.name: n for t, n in self._sent.items()})
 
     # -- membership ----------------------------------------------------------------------------
 
-    def add_node(self, bootstrap: NodeId | None = None, join: bool = True) -> SimNode:
+    def new_node(self) -> SimNode:
+        """A node with a fresh identity, registered but not joined (no contacts)."""
         identity = Identity.generate(self.rng)
         proto = DhtProtocol(
             identity,
@@ -79,9 +93,16 @@ class SimCluster:
             self.sched.now,
             SIM_WALL_EPOCH_S,
         )
-        node = SimNode(proto)
+        node = SimNode(proto, born=self.sched.now)
         self.nodes[proto.id] = node
         self.order.append(proto.id)
+        if self.nat_share and self._nat_rng.random() < self.nat_share:
+            self.net.set_natted(proto.id)
+        return node
+
+    def add_node(self, bootstrap: NodeId | None = None, join: bool = True) -> SimNode:
+        node = self.new_node()
+        proto = node.proto
         if bootstrap is not None:
             proto.add_contact(bootstrap, self.sched.now)
         if join and bootstrap is not None:
@@ -90,8 +111,8 @@ class SimCluster:
         return node
 
     def bootstrap(self, n: int, batch: int = 50, settle_s: float = 5.0) -> float:
-        """Grow the network to ``n`` nodes, ``batch`` joining at once through random members.
-        Returns the virtual time it took."""
+        """Grow the network to ``n`` nodes with the real join protocol, ``batch`` joining at once
+        through random members. Returns the virtual time it took."""
         start = self.sched.now
         if not self.nodes:
             self.add_node()
@@ -104,9 +125,10 @@ class SimCluster:
         return self.sched.now - start
 
     def alive(self) -> list[SimNode]:
-        return [self.nodes[i] for i in self.order if self.nodes[i].alive]
+        return [node for i in self.order if (node := self.nodes[i]).alive]
 
     def kill(self, node_id: NodeId) -> None:
+        """The node stops answering (its state stays for inspection)."""
         self.nodes[node_id].alive = False
 
     # -- driving -------------------------------------------------------------------------------
@@ -114,44 +136,45 @@ class SimCluster:
     def _pump(self, node: SimNode) -> None:
         proto = node.proto
         now = self.sched.now
-        for out in proto.messages_to_send():
-            self.messages_sent[out.message.type.name] += 1
-            delay = self.net.delay(proto.id, out.peer)
-            if delay is None:
-                continue
-            payload: object = codec.encode(out.message) if self.wire else out.message
-            self.sched.call_at(now + delay, self._deliverer(proto.id, out.peer, payload))
-        while (ev := proto.next_event()) is not None:
-            if isinstance(ev, OpCompleted):
-                node.results[ev.op_id] = ev.result
-            elif self.keep_events:
-                node.events.append(ev)
+        out = proto.messages_to_send()
+        if out:
+            sent, delay, push, deliver = self._sent, self.net.delay, self.sched.push, self._deliver
+            src = proto.id
+            nodes = self.nodes
+            for o in out:
+                msg = o.message
+                sent[msg.type] += 1
+                dst = nodes.get(o.peer)
+                d = delay(src, o.peer)
+                if d is None or dst is None:
+                    continue
+                push(now + d, deliver, (dst, src, codec.encode(msg) if self.wire else msg))
+        if proto._events:
+            while (ev := proto.next_event()) is not None:
+                if isinstance(ev, OpCompleted):
+                    node.results[ev.op_id] = ev.result
+                elif self.keep_events:
+                    node.events.append(ev)
         t = proto.get_timer()
         if t is not None and (node.timer_at is None or t < node.timer_at):
             node.timer_at = t
-            self.sched.call_at(t, self._timer(node, t))
+            self.sched.push(t, self._fire, (node, t))
 
-    def _deliverer(self, src: NodeId, dst: NodeId, payload: object) -> Callable[[], None]:
-        def deliver() -> None:
-            node = self.nodes.get(dst)
-            if node is None or not node.alive:
-                return
-            node.proto.receive(src, payload, self.sched.now)  # type: ignore[arg-type]
+    def _deliver(self, item: tuple[SimNode, NodeId, Message | bytes]) -> None:
+        node, src, payload = item
+        if node.alive:
+            node.proto.receive(src, payload, self.sched.now)
             self._pump(node)
 
-        return deliver
-
-    def _timer(self, node: SimNode, at: float) -> Callable[[], None]:
-        def fire() -> None:
-            if node.timer_at != at:
-                return  # superseded by an earlier timer
-            node.timer_at = None
-            if not node.alive:
-                return
-            node.proto.handle_timer(self.sched.now)
-            self._pump(node)
-
-        return fire
+    def _fire(self, item: tuple[SimNode, float]) -> None:
+        node, at = item
+        if node.timer_at != at:
+            return  # superseded by an earlier timer
+        node.timer_at = None
+        if not node.alive:
+            return
+        node.proto.handle_timer(self.sched.now)
+        self._pump(node)
 
     def run_for(self, seconds: float) -> None:
         self.sched.run_until(self.sched.now + seconds)
@@ -169,7 +192,3 @@ class SimCluster:
 
     def run_op(self, node: SimNode, op: Callable[[DhtProtocol, float], int]) -> OpResult:
         return self.wait(node, self.start(node, op))
-
-
-def wall_timer() -> float:
-    return time.perf_counter()
