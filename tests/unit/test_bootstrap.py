@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from node.bootstrap import Bootstrapper
+from node.bootstrap import RETRY_AFTER_FAILED_DIALS_S, Bootstrapper
 from node.ids import NodeId
 
 
@@ -40,10 +40,10 @@ async def test_failed_rounds_back_off_exponentially_with_jitter_and_reset_on_suc
     bases = []
     for _ in range(6):
         assert not await b.round()
-        bases.append(min(60.0, 5.0 * 2 ** (b.failures - 1)))
+        bases.append(min(60.0, RETRY_AFTER_FAILED_DIALS_S * 2 ** (b.failures - 1)))
         pause = b.backoff_s()
         assert 0.5 * bases[-1] <= pause <= 1.5 * bases[-1]
-    assert bases == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert bases == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]  # soon at first (fresh candidates), then less
     assert len({b.backoff_s() for _ in range(5)}) > 1  # jittered: nodes do not retry in step
     ok = True
     assert await b.round()
