@@ -304,3 +304,13 @@ async def test_kill_and_restart_commands(harness: Harness, client: RawClient) ->
     with contextlib.suppress(Exception):
         await wait_until(lambda: harness.sup.peers[3].health is Health.UP)
     assert (await client.request("cluster.kill", index=99))["error"]["code"] == "bad_args"
+
+
+async def test_the_state_file_records_every_running_peer_id(harness: Harness) -> None:
+    # The fakes publish node.stats every 0.2 s, before the 1 s health check asks for the id:
+    # the event forwarder learns each id first, and must write it to cluster.json.
+    expected = {i: f"{i:02d}" * 32 for i in range(1, PEERS + 1)}
+    await wait_until(lambda: {i: m.node_id for i, m in harness.sup.peers.items()} == expected)
+    state = load_state(harness.config.cluster, harness.config.state_root)
+    assert state is not None
+    assert {n.index: n.id for n in state.nodes} == expected
