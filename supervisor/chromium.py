@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 log = logging.getLogger(__name__)
 
 CHROMIUM_BINARY = "chromium"
-LAUNCH_TIMEOUT_S = 20.0
+LAUNCH_TIMEOUT_S = 30.0  # a cold start on a loaded 2-core machine can take > 20 s
 COMMAND_TIMEOUT_S = 30.0
 QUIT_WAIT_S = 3.0
 KILL_WAIT_S = 3.0
