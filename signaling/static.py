@@ -79,6 +79,9 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     headers["Content-Length"] = str(len(body))
     headers["Cache-Control"] = "no-cache"
     headers["X-Content-Type-Options"] = "nosniff"
+    # websockets answers one HTTP request per connection and then closes it: say so, so a
+    # browser does not try to reuse the connection for its next file.
+    headers["Connection"] = "close"
     return Response(status.value, status.phrase, headers, body)
 
 

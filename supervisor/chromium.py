@@ -42,12 +42,13 @@ from websockets.exceptions import ConnectionClosed
 log = logging.getLogger(__name__)
 
 CHROMIUM_BINARY = "chromium"
-LAUNCH_TIMEOUT_S = 20.0
+LAUNCH_TIMEOUT_S = 30.0  # a cold start on a loaded 2-core machine can take > 20 s
 COMMAND_TIMEOUT_S = 30.0
 QUIT_WAIT_S = 3.0
 KILL_WAIT_S = 3.0
 MAX_CDP_MESSAGE_BYTES = 64 * 1024 * 1024
 CONSOLE_HISTORY = 2000
+LOAD_POLL_S = 0.5
 
 # Flags for a quiet, self-contained headless browser. WebRTC: loopback ICE candidates are allowed
 # (the cluster lives on 127.0.0.1); mDNS host-candidate obfuscation stays at the browser default.
@@ -169,13 +170,21 @@ class Page:
         return reply.get("result", {}).get("value")
 
     async def goto(self, url: str, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
-        """Navigate and wait for the load event."""
+        """Navigate and wait until the page has loaded (the load event, or a completed
+        document at the new address should the event be missed)."""
         self._loaded.clear()
         reply = await self.send("Page.navigate", {"url": url})
         if reply.get("errorText"):
             raise BrowserError(f"cannot open {url}: {reply['errorText']}")
+        loaded = "document.readyState === 'complete' && location.href !== 'about:blank'"
         async with asyncio.timeout(timeout_s):
-            await self._loaded.wait()
+            while not self._loaded.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LOAD_POLL_S):
+                        await self._loaded.wait()
+                with contextlib.suppress(EvaluationError):
+                    if await self.evaluate(loaded, await_promise=False):
+                        return
 
     async def wait_for(self, expression: str, timeout_s: float, step_s: float = 0.05) -> Any:
         """Poll ``expression`` until it is truthy; its value. Raises ``TimeoutError``."""

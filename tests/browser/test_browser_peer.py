@@ -113,18 +113,24 @@ async def test_connection_with_mdns_candidates_opens_fast(
     browser: Chromium, web_cluster: ProcCluster
 ) -> None:
     """Chromium hides host addresses behind mDNS names (its default, kept here); a connection
-    between a node and the browser must still open in < 400 ms, both directions."""
+    between a node and the browser must still open in < 400 ms, both directions. The stall
+    this guards against (a 1 s .local resolution per candidate) hits every attempt, so the
+    best of three attempts is compared: one attempt slowed by a busy machine is not it."""
     page, bid = await open_peer(browser, web_cluster)
     target = web_cluster.nodes[1].node_id
-    assert await page.evaluate(f"window.dhtPeer.disconnect('{target}')") is True
-    dial = await page.evaluate(f"window.dhtPeer.connect('{target}')")
-    assert dial["ok"] is True
-    assert dial["ms"] < 400, f"browser → node took {dial['ms']:.0f} ms"
-    # A node dialling the browser.
-    await call(web_cluster, 2, "disconnect", node_id=bid)
-    connected = await call(web_cluster, 2, "connect", node_id=bid)
-    print(f"browser → node {dial['ms']:.0f} ms, node → browser {connected['duration_ms']} ms")
-    assert connected["duration_ms"] < 400, f"node → browser took {connected['duration_ms']} ms"
+    browser_ms, node_ms = [], []
+    for _ in range(3):
+        assert await page.evaluate(f"window.dhtPeer.disconnect('{target}')") is True
+        dial = await page.evaluate(f"window.dhtPeer.connect('{target}')")
+        assert dial["ok"] is True
+        browser_ms.append(round(dial["ms"]))
+        # A node dialling the browser.
+        assert (await call(web_cluster, 2, "disconnect", node_id=bid))["disconnected"] is True
+        connected = await call(web_cluster, 2, "connect", node_id=bid)
+        node_ms.append(round(connected["duration_ms"]))
+    print(f"browser → node {browser_ms} ms, node → browser {node_ms} ms")
+    assert min(browser_ms) < 400, f"browser → node took {browser_ms} ms"
+    assert min(node_ms) < 400, f"node → browser took {node_ms} ms"
 
 
 async def test_demo_page_store_get_and_peers(browser: Chromium, web_cluster: ProcCluster) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from supervisor.chromium import Chromium, EvaluationError, _group_alive
+from supervisor.chromium import BrowserError, Chromium, EvaluationError, _group_alive
 
 pytestmark = pytest.mark.browser
 
@@ -33,3 +36,23 @@ async def test_evaluate_console_and_cleanup() -> None:
     assert not _group_alive(pid)
     assert not profile.exists()
     await browser.close()  # idempotent
+
+
+async def test_a_dead_browser_is_an_error_and_close_still_cleans_up() -> None:
+    browser = Chromium()
+    await browser.start()
+    pid = browser.pid
+    assert pid is not None
+    try:
+        page = await browser.open("about:blank")
+        os.killpg(pid, signal.SIGKILL)  # the browser crashes
+        with pytest.raises(BrowserError):
+            await page.evaluate("1", timeout_s=10.0)
+    finally:
+        await browser.close()
+    assert not _group_alive(pid)
+
+
+async def test_a_missing_binary_is_a_clear_error() -> None:
+    with pytest.raises(BrowserError, match="not found"):
+        await Chromium(binary="no-such-chromium-binary").start()

@@ -224,7 +224,9 @@ export function decode(data) {
   if (!Array.isArray(obj) || obj.length === 0) throw new DecodeError("expected a non-empty array");
   const tag = obj[0];
   const entry = typeof tag === "number" ? DECODERS[tag] : undefined;
-  if (entry === undefined) throw new DecodeError(`unknown message type ${String(tag)}`);
+  if (entry === undefined) {
+    throw new DecodeError(`unknown message type ${typeof tag === "number" ? tag : typeof tag}`);
+  }
   const [arities, build] = entry;
   let f = obj.slice(1);
   if (tag === T.HELLO && f.length > 5 && f.length <= MAX_HELLO_FIELDS) f = f.slice(0, 5);

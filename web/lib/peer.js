@@ -251,7 +251,7 @@ export class DhtPeer {
     try {
       msg = decode(bytes);
     } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
+      // Whatever the bytes, a bad message is counted and dropped, never thrown.
       this.stats.dropped_malformed += 1;
       this.log(`malformed message from ${link.peerHex.slice(0, 8)}: ${e.message}`);
       return;
