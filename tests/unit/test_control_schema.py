@@ -98,6 +98,10 @@ def test_validate_args_normalises_and_fills_optional() -> None:
         ("announce", {"topic": "t", "port": "80"}, ErrorCode.BAD_ARGS),
         ("announce", {"topic": "t", "meta": {1: 2}}, ErrorCode.BAD_ARGS),
         ("join", {"topic": "t", "meta": {"big": b"x" * MAX_VALUE_BYTES}}, ErrorCode.TOO_LARGE),
+        ("put_mutable", {"name": b"n", "value": b"v", "seq": -1}, ErrorCode.BAD_ARGS),
+        ("put_mutable", {"name": b"n", "value": b"v", "cas": 1 << 64}, ErrorCode.BAD_ARGS),
+        ("put_mutable", {"name": b"n", "value": b"v", "cas": True}, ErrorCode.BAD_ARGS),
+        ("get_address", {"address": "k"}, ErrorCode.BAD_ARGS),
     ],
 )
 def test_validate_args_rejects(cmd: str, args: dict[str, Any], code: ErrorCode) -> None:
@@ -107,7 +111,7 @@ def test_validate_args_rejects(cmd: str, args: dict[str, Any], code: ErrorCode) 
 def test_command_table_matches_the_contract() -> None:
     assert list(COMMANDS) == [
         "id", "peers", "rt", "dump", "ping", "find", "connect", "disconnect", "store", "get",
-        "stats",
+        "store_at", "put_mutable", "put_immutable", "get_address", "stats",
         "announce", "unannounce", "lookup", "join", "topics", "shutdown", "help",
     ]  # fmt: skip
     described = help_result()["commands"]
