@@ -174,7 +174,7 @@ async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any
         tempfile.TemporaryDirectory(prefix="flood-") as tmp,
         proc_cluster(Path(tmp), nodes, *node_args()) as c,
     ):
-        await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=nodes - 1, timeout_s=90))
+        await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=nodes - 1, timeout_s=240))
         victim, writer = c.nodes[0], c.nodes[1]
         keys = [f"honest-{i}" for i in range(10)]
         for k in keys:
