@@ -115,7 +115,7 @@ def test_rate_limiter_allows_the_rate_then_refuses_then_drops() -> None:
     rl = RateLimiter(10.0, 5.0)
     peer = b"p" * 32
     verdicts = [rl.check(peer, 0.0) for _ in range(12)]
-    assert verdicts == [Verdict.ALLOW] * 5 + [Verdict.REFUSE] * 5 + [Verdict.DROP] * 2
+    assert verdicts == [Verdict.ALLOW] * 5 + [Verdict.REFUSE] + [Verdict.DROP] * 6
     assert rl.check(peer, 0.1) is Verdict.ALLOW  # one token back after 0.1 s
     assert rl.check(b"q" * 32, 0.1) is Verdict.ALLOW  # other peers are unaffected
     assert RateLimiter(0.0, 1.0).check(peer, 0.0) is Verdict.ALLOW  # 0 disables
