@@ -32,7 +32,7 @@ from node import codec
 from node.ids import NodeId, key_id, parse_id
 from node.messages import FindNode, FindValue, Store
 from node.records import sign_record
-from node.transport.base import LinkBusy
+from node.transport.base import LinkBusy, LinkClosed
 from peer.node import PeerNode
 
 PHASES = ("large_store", "small_store", "find")
@@ -86,6 +86,16 @@ async def flood(attacker: PeerNode, victim: NodeId, phase: str, seconds: float) 
                 await asyncio.sleep(0.002)
                 if time.monotonic() >= deadline:
                     return sent
+            except LinkClosed:
+                # The rogue's own liveness pings go unanswered once the victim drops its excess
+                # unread, so the rogue's runtime closes the link: dial again and go on.
+                await asyncio.sleep(0.5)
+                if time.monotonic() >= deadline or not await attacker.runtime.dial(victim):
+                    return sent
+                relinked = attacker.runtime.connections.link(victim)
+                if relinked is None:
+                    return sent
+                link = relinked
         sent += 1
         if sent % 64 == 0:
             await asyncio.sleep(0)  # let the transport drain
@@ -187,6 +197,8 @@ async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any
             vid = parse_id(victim.node_id)
             assert await attacker.runtime.dial(vid)
             for phase in PHASES:
+                if attacker.runtime.connections.link(vid) is None:
+                    assert await attacker.runtime.dial(vid)
                 base = await loop.run_in_executor(None, prober.run_for, gets_warmup_s)
                 s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
                 prober.start()

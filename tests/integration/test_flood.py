@@ -49,6 +49,8 @@ async def _flood_phases(tmp_path: Path, seconds: float, check_latency: bool) -> 
             vid = parse_id(victim.node_id)
             assert await rogue.runtime.dial(vid)
             for phase in PHASES:
+                if rogue.runtime.connections.link(vid) is None:
+                    assert await rogue.runtime.dial(vid)
                 before = await loop.run_in_executor(None, prober.run_for, 3.0)
                 s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
                 prober.start()
