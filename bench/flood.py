@@ -162,6 +162,8 @@ def refusal_counts(stats: dict[str, Any]) -> dict[str, int]:
 
 def phase_report(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, Any]:
     d = {k: after[k] - before[k] for k in after}
+    # Dropped requests are never decoded, so messages_in does not count them.
+    d["requests"] += d["rate_dropped"]
     refused = d["rate_limited"] + d["rate_dropped"]
     served = d["requests"] - refused
     return {
