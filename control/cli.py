@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 import typer
 
-from control.cli_input import hex_bytes, hex_key_address, is_address, read_value, text_key
+from control.cli_input import hex_bytes, hex_key_address, read_value, text_key
 from control.cli_options import (
     DEFAULT_TIMEOUT_S,
     Options,
@@ -36,6 +36,7 @@ from control.commands import COMMAND_LIST, COMMANDS, ArgSpec, ArgType, CommandSp
 from control.errors import ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
 from control.limits import MAX_PORT
 from control.render import format_event, render_result, short, to_json
+from control.schema import is_node_id_hex
 from control.shell import Shell
 
 EXIT_OK: Final = 0
@@ -349,7 +350,7 @@ def cmd_get(
     if key_hex:
         _show(opts, "get", _call(opts, "get_address", address=hex_key_address(key)))
         return
-    if is_address(key):  # an address printed by put (any record kind), else a key string
+    if is_node_id_hex(key):  # an address printed by put (any record kind), else a key string
         try:
             _show(opts, "get", _call(opts, "get_address", address=key.lower()))
             return

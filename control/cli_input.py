@@ -69,13 +69,3 @@ def hex_bytes(text: str, what: str = "key") -> bytes:
 def hex_key_address(text: str) -> str:
     """The DHT address of a key given in hex: SHA-256 of its bytes, as 64 hex digits."""
     return hashlib.sha256(hex_bytes(text)).hexdigest()
-
-
-def is_address(text: str) -> bool:
-    if len(text) != 64:
-        return False
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True

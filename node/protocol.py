@@ -60,6 +60,7 @@ from node.listening import Listening
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
+    RESPONSE_TYPES,
     Bye,
     HasValue,
     HasValueAck,
@@ -109,6 +110,12 @@ LATENCY_SAMPLES = 1000
 LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
 _REQUEST_TIMER = TimerKind.REQUEST
 _TYPE_NAME = {t: t.name for t in MsgType}  # ``MsgType.name`` is a property: look it up once
+_REQUEST_TAGS = frozenset(int(t) for t in RESPONSE_TYPES)  # the request types (< 0x80)
+
+
+def _looks_like_request(data: bytes | bytearray | memoryview) -> bool:
+    """A cheap peek: a msgpack fixarray whose first element (the type) is a request type."""
+    return len(data) > 1 and 0x91 <= data[0] <= 0x9F and data[1] in _REQUEST_TAGS
 
 
 @dataclass(slots=True)
@@ -241,7 +248,14 @@ class DhtProtocol:
 
     def receive(self, peer: NodeId, data: bytes | Message, now: float) -> None:
         """Handle one message from ``peer``. Never raises for any ``data``."""
+        verdict: Verdict | None = None
         if isinstance(data, bytes | bytearray | memoryview):
+            if _looks_like_request(data):
+                # Rate-check before decoding: a peer far over its rate costs no decode at all.
+                verdict = self.limiter.check(peer, now)
+                if verdict is Verdict.DROP:
+                    self.stats.rate_dropped += 1
+                    return
             try:
                 msg = codec.decode(bytes(data))
             except codec.DecodeError as exc:
@@ -255,7 +269,8 @@ class DhtProtocol:
             return
         self._heard(peer, now)
         if isinstance(msg, Request):
-            verdict = self.limiter.check(peer, now)
+            if verdict is None:
+                verdict = self.limiter.check(peer, now)
             if verdict is not Verdict.ALLOW:
                 self._rate_limited(peer, msg, verdict)
                 return

@@ -7,8 +7,9 @@
   the store charges on insert and releases on replace/expiry, so the counts are exact.
   Our own writes (``peer`` None) are charged to the total but never refused.
 - ``RateLimiter``: a token bucket per sending peer for inbound requests. ``check`` answers
-  ``ALLOW``, ``REFUSE`` (answer with ``rate_limited``) or ``DROP`` (the peer is so far over its
-  rate that even the refusals are rate limited: stay silent, it costs nothing). Buckets of peers
+  ``ALLOW``, ``REFUSE`` (answer with ``rate_limited``, at most a tenth of the rate) or ``DROP``
+  (beyond that: stay silent; the protocol checks before decoding, so a dropped request costs a
+  dict lookup). Buckets of peers
   not heard from for a while are forgotten (bounded memory).
 
 The reasons given to peers are the strings ``QUOTA`` and ``RATE_LIMITED``.
@@ -106,6 +107,9 @@ class RateLimiter:
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate_per_s = rate_per_s
         self.burst = max(burst, 1.0)
+        # Refusals are answers too: a tenth of the rate, the rest of an excess is dropped unread.
+        self.refusal_rate_per_s = max(1.0, rate_per_s / 10)
+        self.refusal_burst = max(1.0, self.burst / 10)
         self._buckets: dict[bytes, _Bucket] = {}
         self._next_sweep = 0.0
 
@@ -117,12 +121,12 @@ class RateLimiter:
             return Verdict.ALLOW  # 0 disables the limit
         b = self._buckets.get(peer)
         if b is None:
-            b = self._buckets[peer] = _Bucket(self.burst, self.burst, now)
+            b = self._buckets[peer] = _Bucket(self.burst, self.refusal_burst, now)
             self._sweep(now)
         elapsed = max(0.0, now - b.at)
         b.at = now
         b.tokens = min(self.burst, b.tokens + elapsed * self.rate_per_s)
-        b.refusals = min(self.burst, b.refusals + elapsed * self.rate_per_s)
+        b.refusals = min(self.refusal_burst, b.refusals + elapsed * self.refusal_rate_per_s)
         if b.tokens >= 1.0:
             b.tokens -= 1.0
             return Verdict.ALLOW

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -111,7 +112,7 @@ def test_tables(node: ThreadedControlServer) -> None:
     ping = dhtctl("ping", PEER.upper(), "--endpoint", ep)
     assert ping.stdout == f"pong from {PEER} in 1.2 ms\n"
     helped = dhtctl("help", "--endpoint", ep)
-    assert "store       KEY VALUE" in helped.stdout
+    assert re.search(r"\nstore +KEY VALUE ", helped.stdout)
     announced = dhtctl("announce", "chat", "--port", "8080", "--meta", '{"v": 1}', "--endpoint", ep)
     assert announced.exit_code == 0
     looked = dhtctl("lookup", "chat", "--endpoint", ep, "--json")

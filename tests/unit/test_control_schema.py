@@ -98,6 +98,10 @@ def test_validate_args_normalises_and_fills_optional() -> None:
         ("announce", {"topic": "t", "port": "80"}, ErrorCode.BAD_ARGS),
         ("announce", {"topic": "t", "meta": {1: 2}}, ErrorCode.BAD_ARGS),
         ("join", {"topic": "t", "meta": {"big": b"x" * MAX_VALUE_BYTES}}, ErrorCode.TOO_LARGE),
+        ("put_mutable", {"name": b"n", "value": b"v", "seq": -1}, ErrorCode.BAD_ARGS),
+        ("put_mutable", {"name": b"n", "value": b"v", "cas": 1 << 64}, ErrorCode.BAD_ARGS),
+        ("put_mutable", {"name": b"n", "value": b"v", "cas": True}, ErrorCode.BAD_ARGS),
+        ("get_address", {"address": "k"}, ErrorCode.BAD_ARGS),
     ],
 )
 def test_validate_args_rejects(cmd: str, args: dict[str, Any], code: ErrorCode) -> None:

@@ -1,0 +1,237 @@
+"""Flood benchmark: one rogue peer (real WebRTC, real handshake, its own key) floods one node
+process with large STOREs, small STOREs and FIND requests, phase by phase, while an honest
+client keeps reading keys through that node. Prints one JSON document: per phase the requests/s
+the node refused (``rate_limited``/dropped/``quota``) and served, and the honest get latency
+p50/p99 before and during the phase, and the node's RSS.
+
+    python bench/flood.py --seconds 30 --nodes 3
+
+The flood driver (``flood``) and the honest prober (``Prober``) are also used by
+tests/integration/test_flood.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cluster import percentiles, rss_kib
+from node import codec
+from node.ids import NodeId, key_id, parse_id
+from node.messages import FindNode, FindValue, Store
+from node.records import sign_record
+from node.transport.base import LinkBusy, LinkClosed
+from peer.node import PeerNode
+
+PHASES = ("large_store", "small_store", "find")
+LARGE_VALUE_BYTES = 32 * 1024 - 64
+REQUEST_TYPES = ("PING", "FIND_NODE", "FIND_VALUE", "STORE", "HAS_VALUE", "ANNOUNCE", "GET_PEERS")
+# The quotas and rate limits the flooded node runs with (dht-node --set ...).
+FLOOD_LIMITS = {
+    "max_store_bytes": 24 * 1024 * 1024,
+    "max_publisher_bytes": 8 * 1024 * 1024,
+    "max_peer_bytes": 8 * 1024 * 1024,
+    "request_rate_per_peer": 200,
+    "request_burst_per_peer": 400,
+}
+
+
+def node_args(limits: dict[str, int] | None = None) -> list[str]:
+    out = []
+    for name, value in (limits or FLOOD_LIMITS).items():
+        out += ["--set", f"{name}={value}"]
+    return out
+
+
+async def flood(attacker: PeerNode, victim: NodeId, phase: str, seconds: float) -> int:
+    """Send ``phase`` requests to ``victim`` as fast as the link takes them; the count sent."""
+    link = attacker.runtime.connections.link(victim)
+    assert link is not None, "dial the victim first"
+    ident = attacker.identity
+    wall_ms = int(time.time() * 1000)
+    big = os.urandom(LARGE_VALUE_BYTES)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    for i in itertools.count():
+        if time.monotonic() >= deadline:
+            break
+        if phase == "large_store":
+            rec = sign_record(ident, key_id(f"flood-L{i}"), big, wall_ms)
+            msg: Any = Store(i + 1, rec, False)
+        elif phase == "small_store":
+            rec = sign_record(ident, key_id(f"flood-S{i}"), b"x" * 16, wall_ms)
+            msg = Store(i + 1, rec, False)
+        elif i % 2:
+            msg = FindValue(i + 1, key_id(f"probe-{i}"))
+        else:
+            msg = FindNode(i + 1, NodeId(key_id(f"probe-{i}")))
+        data = codec.encode(msg)
+        while True:
+            try:
+                link.send(data)
+                break
+            except LinkBusy:
+                await asyncio.sleep(0.002)
+                if time.monotonic() >= deadline:
+                    return sent
+            except LinkClosed:
+                # The rogue's own liveness pings go unanswered once the victim drops its excess
+                # unread, so the rogue's runtime closes the link: dial again and go on.
+                await asyncio.sleep(0.5)
+                if time.monotonic() >= deadline or not await attacker.runtime.dial(victim):
+                    return sent
+                relinked = attacker.runtime.connections.link(victim)
+                if relinked is None:
+                    return sent
+                link = relinked
+        sent += 1
+        if sent % 64 == 0:
+            await asyncio.sleep(0)  # let the transport drain
+    return sent
+
+
+@dataclass
+class Prober:
+    """Honest reads through ``call`` (a blocking control call) in a thread, timed."""
+
+    call: Any
+    keys: list[str]
+    samples_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def run_for(self, seconds: float) -> list[float]:
+        self.samples_ms = []
+        end = time.monotonic() + seconds
+        for key in itertools.cycle(self.keys):
+            if time.monotonic() >= end:
+                break
+            self._one(key)
+        return self.samples_ms
+
+    def _one(self, key: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.call("get", key=key)
+            self.samples_ms.append((time.perf_counter() - t0) * 1000)
+        except Exception:  # a failed get counts as an error, not a latency
+            self.errors += 1
+        time.sleep(0.02)
+
+    def start(self) -> None:
+        self.samples_ms = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        for key in itertools.cycle(self.keys):
+            if self._stop.is_set():
+                return
+            self._one(key)
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        return self.samples_ms
+
+
+def refusal_counts(stats: dict[str, Any]) -> dict[str, int]:
+    ins = stats.get("messages_in", {})
+    return {
+        "requests": sum(int(ins.get(t, 0)) for t in REQUEST_TYPES),
+        "rate_limited": int(stats.get("rate_limited", 0)),
+        "rate_dropped": int(stats.get("rate_dropped", 0)),
+        "quota": int(stats.get("refused_quota", 0)),
+    }
+
+
+def phase_report(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, Any]:
+    d = {k: after[k] - before[k] for k in after}
+    # Dropped requests are never decoded, so messages_in does not count them.
+    d["requests"] += d["rate_dropped"]
+    refused = d["rate_limited"] + d["rate_dropped"]
+    served = d["requests"] - refused
+    return {
+        "requests_per_s": round(d["requests"] / seconds, 1),
+        "refused_rate_per_s": round(refused / seconds, 1),
+        "refused_quota_per_s": round(d["quota"] / seconds, 1),
+        "served_per_s": round(served / seconds, 1),
+        "served_ok_per_s": round((served - d["quota"]) / seconds, 1),
+        **d,
+    }
+
+
+async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any]:
+    from tests.support.peers import webrtc_peer
+    from tests.support.procs import proc_cluster
+
+    loop = asyncio.get_running_loop()
+    out: dict[str, Any] = {"seconds": seconds, "limits": FLOOD_LIMITS, "phases": {}}
+    with (
+        tempfile.TemporaryDirectory(prefix="flood-") as tmp,
+        proc_cluster(Path(tmp), nodes, *node_args()) as c,
+    ):
+        await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=nodes - 1, timeout_s=240))
+        victim, writer = c.nodes[0], c.nodes[1]
+        keys = [f"honest-{i}" for i in range(10)]
+        for k in keys:
+            await loop.run_in_executor(None, lambda k=k: writer.call("store", key=k, value=b"v"))
+        assert victim.proc is not None
+        pid = victim.proc.pid
+        out["rss_start_kib"] = rss_kib(pid)
+        prober = Prober(victim.call, keys)
+        async with webrtc_peer(c.signaling.url) as attacker:
+            vid = parse_id(victim.node_id)
+            assert await attacker.runtime.dial(vid)
+            for phase in PHASES:
+                if attacker.runtime.connections.link(vid) is None:
+                    assert await attacker.runtime.dial(vid)
+                base = await loop.run_in_executor(None, prober.run_for, gets_warmup_s)
+                s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
+                prober.start()
+                t0 = time.monotonic()
+                sent = await flood(attacker, vid, phase, seconds)
+                took = time.monotonic() - t0
+                during = await loop.run_in_executor(None, prober.stop)
+                await asyncio.sleep(1.0)  # the node's backlog drains into its counters
+                stats = await loop.run_in_executor(None, victim.call, "stats")
+                report = phase_report(s0, refusal_counts(stats), took)
+                report.update(
+                    sent=sent,
+                    honest_before_ms=percentiles(base),
+                    honest_during_ms=percentiles(during),
+                    honest_errors=prober.errors,
+                    store_bytes=stats.get("store_bytes"),
+                    rss_kib=rss_kib(pid),
+                    alive=victim.alive(),
+                )
+                out["phases"][phase] = report
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=30.0, help="flood length per phase")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds of honest gets before")
+    ns = ap.parse_args()
+    print(json.dumps(asyncio.run(run(ns.nodes, ns.seconds, ns.warmup)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
