@@ -172,6 +172,7 @@ class EconomySctpTransport(RTCSctpTransport):
     _econ_dead_after_s: float
     _econ_liveness_timer: asyncio.TimerHandle | None
     _econ_check_at: float
+    _econ_granted_at: float
     _econ_on_lost: Callable[[], None] | None
     #: Diagnostics: SCTP packets sent, HEARTBEATs sent.
     packets_sent: int
@@ -191,6 +192,7 @@ class EconomySctpTransport(RTCSctpTransport):
         self._econ_dead_after_s = 0.0
         self._econ_liveness_timer = None
         self._econ_check_at = 0.0
+        self._econ_granted_at = -1.0
         self._econ_on_lost = None
         self.packets_sent = 0
         self.probes_sent = 0
@@ -333,13 +335,15 @@ class EconomySctpTransport(RTCSctpTransport):
         now = self._econ_loop.time()
         heard = self._econ_heard_at
         if now - heard >= self._econ_dead_after_s:
-            if now - self._econ_check_at < STARVED_S:
+            if now - self._econ_check_at < STARVED_S or self._econ_granted_at == heard:
                 self._econ_on_lost = None
                 on_lost()
                 return
             # This process did not run for a while: the peer's answers may be waiting, unread,
-            # in the socket, or were never provoked. Give it one probe interval from now.
-            heard = self._econ_heard_at = now - self._econ_dead_after_s + self._econ_probe_after_s
+            # in the socket, or were never provoked. Give it one probe interval from now (once
+            # per silence, so that a starved node still evicts a dead peer).
+            heard = now - self._econ_dead_after_s + self._econ_probe_after_s
+            self._econ_heard_at = self._econ_granted_at = heard
         probe_after = self._econ_probe_after_s
         if now - heard >= probe_after and now - self._econ_probed_at >= probe_after:
             self._econ_probed_at = now
