@@ -32,7 +32,9 @@ What changes (only for the associations :func:`adapt` is applied to; RFC 4960 / 
   ``probe_after_s`` per association whatever the traffic. The offerer probes after
   ``probe_after_s``; the answerer after ``ANSWERER_PROBE_FACTOR`` times that, so between two of
   our nodes only the offerer's probes travel (the answerer hears them before its own deadline),
-  and an answerer whose offerer never probes (a browser) still probes itself.
+  and an answerer whose offerer never probes (a browser) still probes itself. A check that runs
+  late (this process was starved of CPU) never declares the peer lost: it probes and gives the
+  peer one more ``probe_after_s``.
 
 Retransmission (T3, fast retransmit), congestion control, flow control and ordering are aiortc's
 own code, unchanged: only the packetisation of what it sends and the timing of its SACKs differ.
@@ -106,6 +108,9 @@ PROBE_AFTER_S = 3.0
 DEAD_AFTER_S = 10.0
 #: The answerer waits this many times longer than the offerer before probing itself.
 ANSWERER_PROBE_FACTOR = 1.5
+#: A liveness check that runs this much later than planned (this process was starved of CPU)
+#: does not declare the peer lost: the peer gets one more probe interval.
+STARVED_S = 0.5
 #: HEARTBEAT parameter type "Heartbeat Info" (RFC 4960 §3.3.5).
 _HEARTBEAT_INFO = 1
 _COMMON_HEADER_BYTES = 12
@@ -166,6 +171,8 @@ class EconomySctpTransport(RTCSctpTransport):
     _econ_probe_after_s: float
     _econ_dead_after_s: float
     _econ_liveness_timer: asyncio.TimerHandle | None
+    _econ_check_at: float
+    _econ_granted_at: float
     _econ_on_lost: Callable[[], None] | None
     #: Diagnostics: SCTP packets sent, HEARTBEATs sent.
     packets_sent: int
@@ -184,6 +191,8 @@ class EconomySctpTransport(RTCSctpTransport):
         self._econ_probe_after_s = 0.0
         self._econ_dead_after_s = 0.0
         self._econ_liveness_timer = None
+        self._econ_check_at = 0.0
+        self._econ_granted_at = -1.0
         self._econ_on_lost = None
         self.packets_sent = 0
         self.probes_sent = 0
@@ -315,6 +324,7 @@ class EconomySctpTransport(RTCSctpTransport):
             self._econ_liveness_timer = None
 
     def _econ_arm(self, at: float) -> None:
+        self._econ_check_at = at
         self._econ_liveness_timer = self._econ_loop.call_at(at, self._econ_liveness_check)
 
     def _econ_liveness_check(self) -> None:
@@ -325,9 +335,15 @@ class EconomySctpTransport(RTCSctpTransport):
         now = self._econ_loop.time()
         heard = self._econ_heard_at
         if now - heard >= self._econ_dead_after_s:
-            self._econ_on_lost = None
-            on_lost()
-            return
+            if now - self._econ_check_at < STARVED_S or self._econ_granted_at == heard:
+                self._econ_on_lost = None
+                on_lost()
+                return
+            # This process did not run for a while: the peer's answers may be waiting, unread,
+            # in the socket, or were never provoked. Give it one probe interval from now (once
+            # per silence, so that a starved node still evicts a dead peer).
+            heard = now - self._econ_dead_after_s + self._econ_probe_after_s
+            self._econ_heard_at = self._econ_granted_at = heard
         probe_after = self._econ_probe_after_s
         if now - heard >= probe_after and now - self._econ_probed_at >= probe_after:
             self._econ_probed_at = now

@@ -221,6 +221,18 @@ async def test_a_silent_peer_is_declared_lost_after_the_deadline(
     assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
 
 
+async def test_a_starved_process_does_not_declare_its_peers_lost(
+    fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
+) -> None:
+    offerer, answerer = fast_liveness_pair
+    inboxes(offerer, answerer)
+    await asyncio.sleep(0.5)
+    time.sleep(TIMING.dead_after_s + 1.0)  # noqa: ASYNC251 (the point: the whole loop stalls)
+    await asyncio.sleep(TIMING.probe_after_s * 2)
+    assert offerer.is_open
+    assert answerer.is_open
+
+
 # --- the version check -------------------------------------------------------------------------
 
 
