@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 HARD_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT: Final = 256
+EVENT_FLUSH_DELAY_S: Final = 0.002
+MAX_EVENT_BATCH: Final = 64
 
 Dispatch = Callable[[Request], Awaitable[Mapping[str, Any]]]
 """Answers one request with its result map, or raises ``CommandError``."""
@@ -284,6 +286,8 @@ class ControlServer:
         self._ctx: zmq.asyncio.Context | None = None
         self._router: RouterServer | None = None
         self._pub: zmq.Socket[bytes] | None = None
+        self._queued: list[tuple[str, dict[str, Any]]] = []
+        self._flush: asyncio.TimerHandle | None = None
 
     @property
     def requests_served(self) -> int:
@@ -321,6 +325,7 @@ class ControlServer:
         """Stop serving; cancel running commands; close the sockets (idempotent)."""
         if self._router is not None:
             await self._router.close(linger_ms)
+        self._flush_events()
         if self._pub is not None:
             self._pub.close(linger=linger_ms)
         if self._ctx is not None:
@@ -337,19 +342,44 @@ class ControlServer:
     # -- events ------------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
-        """Send ``[topic, msgpack payload]``; adds ``ts`` (wall ms) and ``node`` when missing."""
+        """Queue ``[topic, msgpack payload]``; adds ``ts`` (wall ms) and ``node`` when missing.
+
+        Events are sent in batches, ``EVENT_FLUSH_DELAY_S`` after the first one queued (or at
+        once when ``MAX_EVENT_BATCH`` are waiting): each ZeroMQ send wakes the context's I/O
+        thread, and a put makes several events, so sending them one by one on the request path
+        cost more than the DHT messages themselves (profile of a node during puts)."""
         if self._pub is None:
             return
         body = dict(payload)
         body.setdefault("ts", int(time.time() * 1000))
         if self.node_id is not None:
             body.setdefault("node", self.node_id)
-        try:
-            data = pack(body)
-            self._pub.send_multipart([topic.encode("utf-8"), data], flags=zmq.NOBLOCK)
-        except (CodecError, zmq.ZMQError, UnicodeEncodeError) as exc:
-            self.events_dropped += 1
-            log.warning("event %r dropped: %s", topic, exc)
+        self._queued.append((topic, body))
+        if len(self._queued) >= MAX_EVENT_BATCH:
+            self._flush_events()
+        elif self._flush is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (sync caller): send now
+                self._flush_events()
+                return
+            self._flush = loop.call_later(EVENT_FLUSH_DELAY_S, self._flush_events)
+
+    def _flush_events(self) -> None:
+        """Send every queued event (never blocks: PUB drops for slow subscribers)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        queued, self._queued = self._queued, []
+        pub = self._pub
+        if pub is None:
+            return
+        for topic, body in queued:
+            try:
+                pub.send_multipart([topic.encode("utf-8"), pack(body)], flags=zmq.NOBLOCK)
+            except (CodecError, zmq.ZMQError, UnicodeEncodeError) as exc:
+                self.events_dropped += 1
+                log.warning("event %r dropped: %s", topic, exc)
 
 
 class ThreadedControlServer:
