@@ -1,3 +1,4 @@
+# Over 600 lines: the core's one state machine; every input and transition is dispatched here.
 """The DHT protocol engine: sans-IO Kademlia with signed records and topic discovery.
 
 Theory of operation (the aioquic pattern):
