@@ -53,8 +53,7 @@ from node.messages import (
     Value,
     WriteAck,
 )
-from node.owned import MAX_SALT_BYTES
-from node.records import ProviderRecord, Record, RecordKind
+from node.records import MAX_SALT_BYTES, ProviderRecord, Record, RecordKind
 
 MAX_NODES_PER_MESSAGE = 64
 MAX_PROVIDERS_PER_MESSAGE = 64

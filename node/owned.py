@@ -16,86 +16,24 @@ key's current best record: a MUTABLE draft without an explicit seq takes the nex
 draft takes ``ts = max(now, highest ts seen + 1)`` — so a far-future ``ts`` accepted by holders
 (at most ``max_future_skew_ms`` ahead) never locks a later writer out.
 
-The byte layouts are docs/wire/rec.md.
+The byte layouts are in docs/protocol.md; the formats, addresses and validation of every kind
+are ``node.records`` (this module plans and signs writes).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from node.identity import Identity
-from node.ids import ID_BYTES
 from node.records import (
     Record,
     RecordKind,
-    _check_signature,
-    _check_signed_fields,
+    immutable_address,
+    immutable_record,
+    mutable_address,
+    sign_mutable,
     sign_record,
 )
-
-DOMAIN_MUTABLE = b"webrtc-dht/mutable/v1\x00"
-DOMAIN_ADDRESS = b"webrtc-dht/address/v1\x00"
-DOMAIN_IMMUTABLE = b"webrtc-dht/immutable/v1\x00"
-MAX_SALT_BYTES = 64
-_U64_MAX = (1 << 64) - 1
-
-
-def mutable_address(public_key: bytes, salt: bytes) -> bytes:
-    return hashlib.sha256(DOMAIN_ADDRESS + public_key + salt).digest()
-
-
-def immutable_address(data: bytes) -> bytes:
-    return hashlib.sha256(DOMAIN_IMMUTABLE + data).digest()
-
-
-def _mutable_payload(key: bytes, salt: bytes, seq: int, ts: int, data: bytes) -> bytes:
-    return (
-        DOMAIN_MUTABLE
-        + key
-        + len(salt).to_bytes(1, "big")
-        + salt
-        + seq.to_bytes(8, "big")
-        + ts.to_bytes(8, "big")
-        + data
-    )
-
-
-def sign_mutable(identity: Identity, salt: bytes, seq: int, ts: int, data: bytes) -> Record:
-    key = mutable_address(identity.public_key, salt)
-    sig = identity.sign(_mutable_payload(key, salt, seq, ts, data))
-    return Record(key, data, ts, identity.public_key, sig, RecordKind.MUTABLE, seq, salt)
-
-
-def immutable_record(data: bytes) -> Record:
-    return Record(immutable_address(data), data, 0, b"", b"", RecordKind.IMMUTABLE)
-
-
-def validate_owned(
-    r: Record, now_ms: int, max_data_bytes: int, max_future_skew_ms: int
-) -> str | None:
-    """``None`` for a valid MUTABLE or IMMUTABLE record, else the reason."""
-    if len(r.key) != ID_BYTES:
-        return "malformed key"
-    if len(r.data) > max_data_bytes:
-        return f"data too large ({len(r.data)} > {max_data_bytes} bytes)"
-    if r.kind is RecordKind.IMMUTABLE:
-        if r.public_key or r.sig or r.ts or r.seq or r.salt:
-            return "malformed immutable record"
-        if immutable_address(r.data) != r.key:
-            return "hash_mismatch"
-        return None
-    reason = _check_signed_fields(r.key, "key", r.public_key, r.sig, r.ts)
-    if reason is not None:
-        return reason
-    if len(r.salt) > MAX_SALT_BYTES:
-        return f"salt too long ({len(r.salt)} > {MAX_SALT_BYTES} bytes)"
-    if not 0 <= r.seq <= _U64_MAX:
-        return "malformed seq"
-    if mutable_address(r.public_key, r.salt) != r.key:
-        return "not_owner"  # signed by a key that does not own this address
-    payload = _mutable_payload(r.key, r.salt, r.seq, r.ts, r.data)
-    return _check_signature(r.ts, now_ms, max_future_skew_ms, r.public_key, r.sig, payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ A ``Record`` is the unit of storage: ``(key, data, ts, pub)`` signed by the publ
 ``kind`` (``RecordKind``): OPEN records (the ``store KEY VALUE`` namespace, anyone may write any
 key), MUTABLE records (owned: the key is derived from the publisher's key and a salt, ordered by
 a sequence number) and IMMUTABLE records (the key is the hash of the value). The owned kinds'
-rules live in ``node.owned``; docs/design-notes.md states what each namespace guarantees. ``pub`` is
+formats and validation are below; writing them is ``node.owned``; docs/design-notes.md states what each namespace guarantees. ``pub`` is
 never sent: it is derived from ``public_key`` (pub = SHA-256(public key)), so a record cannot claim
 someone else's ID. The total order of records for one key is ``record_order`` — higher ``ts`` wins,
 ties broken by the higher ``pub`` — and it is the only ordering used anywhere (storage, lookups,
@@ -146,8 +146,6 @@ def validate_record(
     max_future_skew_ms: int = MAX_FUTURE_SKEW_MS,
 ) -> str | None:
     if r.kind is not RecordKind.OPEN:
-        from node.owned import validate_owned  # the owned kinds' rules build on this module
-
         return validate_owned(r, now_ms, max_data_bytes, max_future_skew_ms)
     if r.seq or r.salt:
         return "malformed open record (seq or salt set)"
@@ -220,3 +218,68 @@ def validate_provider(
             return "metadata is not JSON"
     payload = _provider_payload(p.topic, p.ts, p.port, p.leave, p.meta)
     return _check_signature(p.ts, now_ms, max_future_skew_ms, p.public_key, p.sig, payload)
+
+
+# -- owned kinds: MUTABLE and IMMUTABLE (writing them: node.owned) ----------------------------
+
+DOMAIN_MUTABLE = b"webrtc-dht/mutable/v1\x00"
+DOMAIN_ADDRESS = b"webrtc-dht/address/v1\x00"
+DOMAIN_IMMUTABLE = b"webrtc-dht/immutable/v1\x00"
+MAX_SALT_BYTES = 64
+
+
+def mutable_address(public_key: bytes, salt: bytes) -> bytes:
+    return hashlib.sha256(DOMAIN_ADDRESS + public_key + salt).digest()
+
+
+def immutable_address(data: bytes) -> bytes:
+    return hashlib.sha256(DOMAIN_IMMUTABLE + data).digest()
+
+
+def _mutable_payload(key: bytes, salt: bytes, seq: int, ts: int, data: bytes) -> bytes:
+    return (
+        DOMAIN_MUTABLE
+        + key
+        + len(salt).to_bytes(1, "big")
+        + salt
+        + seq.to_bytes(8, "big")
+        + ts.to_bytes(8, "big")
+        + data
+    )
+
+
+def sign_mutable(identity: Identity, salt: bytes, seq: int, ts: int, data: bytes) -> Record:
+    key = mutable_address(identity.public_key, salt)
+    sig = identity.sign(_mutable_payload(key, salt, seq, ts, data))
+    return Record(key, data, ts, identity.public_key, sig, RecordKind.MUTABLE, seq, salt)
+
+
+def immutable_record(data: bytes) -> Record:
+    return Record(immutable_address(data), data, 0, b"", b"", RecordKind.IMMUTABLE)
+
+
+def validate_owned(
+    r: Record, now_ms: int, max_data_bytes: int, max_future_skew_ms: int
+) -> str | None:
+    """``None`` for a valid MUTABLE or IMMUTABLE record, else the reason."""
+    if len(r.key) != ID_BYTES:
+        return "malformed key"
+    if len(r.data) > max_data_bytes:
+        return f"data too large ({len(r.data)} > {max_data_bytes} bytes)"
+    if r.kind is RecordKind.IMMUTABLE:
+        if r.public_key or r.sig or r.ts or r.seq or r.salt:
+            return "malformed immutable record"
+        if immutable_address(r.data) != r.key:
+            return "hash_mismatch"
+        return None
+    reason = _check_signed_fields(r.key, "key", r.public_key, r.sig, r.ts)
+    if reason is not None:
+        return reason
+    if len(r.salt) > MAX_SALT_BYTES:
+        return f"salt too long ({len(r.salt)} > {MAX_SALT_BYTES} bytes)"
+    if not 0 <= r.seq <= _U64_MAX:
+        return "malformed seq"
+    if mutable_address(r.public_key, r.salt) != r.key:
+        return "not_owner"  # signed by a key that does not own this address
+    payload = _mutable_payload(r.key, r.salt, r.seq, r.ts, r.data)
+    return _check_signature(r.ts, now_ms, max_future_skew_ms, r.public_key, r.sig, payload)

@@ -50,10 +50,9 @@ from node.events import (
 from node.identity import Identity
 from node.ids import NodeId, key_id, short_id
 from node.operations import Purpose
-from node.owned import MAX_SALT_BYTES
 from node.persist import Persister, start_persistence, synced
 from node.protocol import DhtProtocol
-from node.records import Record
+from node.records import MAX_SALT_BYTES, Record
 from node.signaling_port import SignalingFactory, SignalingHandlers, SignalingPort
 from node.tasks import TaskSet
 from node.transport.base import Transport

@@ -78,7 +78,7 @@ BASE_FLAGS = (
 )
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     """True while a process of group ``pgid`` is still running (zombies do not count)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -342,12 +342,12 @@ class Chromium:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(QUIT_WAIT_S)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not _group_alive(proc.pid):
+            if not group_alive(proc.pid):
                 break
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, sig)
             deadline = time.monotonic() + KILL_WAIT_S
-            while _group_alive(proc.pid) and time.monotonic() < deadline:
+            while group_alive(proc.pid) and time.monotonic() < deadline:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(0.05)
         with contextlib.suppress(subprocess.TimeoutExpired):

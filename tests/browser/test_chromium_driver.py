@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from supervisor.chromium import BrowserError, Chromium, EvaluationError, _group_alive
+from supervisor.chromium import BrowserError, Chromium, EvaluationError, group_alive
 
 pytestmark = pytest.mark.browser
 
@@ -19,7 +19,7 @@ async def test_evaluate_console_and_cleanup() -> None:
     profile = browser.profile
     assert pid is not None
     assert profile is not None
-    assert _group_alive(pid)
+    assert group_alive(pid)
     try:
         page = await browser.open("data:text/html,<script>console.log('hello', 42)</script>")
         assert await page.evaluate("1 + 2") == 3
@@ -33,7 +33,7 @@ async def test_evaluate_console_and_cleanup() -> None:
         await page.close()
     finally:
         await browser.close()
-    assert not _group_alive(pid)
+    assert not group_alive(pid)
     assert not profile.exists()
     await browser.close()  # idempotent
 
@@ -50,7 +50,7 @@ async def test_a_dead_browser_is_an_error_and_close_still_cleans_up() -> None:
             await page.evaluate("1", timeout_s=10.0)
     finally:
         await browser.close()
-    assert not _group_alive(pid)
+    assert not group_alive(pid)
 
 
 async def test_a_missing_binary_is_a_clear_error() -> None:

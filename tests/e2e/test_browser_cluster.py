@@ -12,11 +12,11 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from supervisor.browser_peer import PID_FILE
+from supervisor.chromium import group_alive
 from supervisor.cluster import Cluster
 from supervisor.state import pid_alive
 
@@ -26,18 +26,6 @@ PYTHON_PEERS = 10
 BROWSER_PEERS = 3
 KEYS = 20
 GETS = 100
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                return True
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +121,6 @@ def test_down_leaves_no_browser_behind(tmp_path_factory: pytest.TempPathFactory)
     finally:
         c.down()
     deadline = time.monotonic() + 10
-    while _group_alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _group_alive(pid), "a chromium process survived `down`"
+    assert not group_alive(pid), "a chromium process survived `down`"

@@ -15,8 +15,7 @@ import pytest
 
 from control.errors import CommandError, ErrorCode
 from node.ids import key_id
-from node.owned import immutable_address, sign_mutable
-from node.records import Record, RecordKind, sign_record
+from node.records import Record, RecordKind, immutable_address, sign_mutable, sign_record
 from peer.node import PeerNode
 from signaling.server import SignalingServer
 from tests.integration.test_runtime_memory import start_nodes, stop_nodes, wait_until

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from node.identity import Identity
 from node.ids import key_id
-from node.owned import (
-    finalize,
-    immutable_draft,
+from node.owned import finalize, immutable_draft, mutable_draft, open_draft
+from node.quotas import RECORD_OVERHEAD_BYTES, RateLimiter, StoreLimits, Verdict
+from node.records import (
+    Record,
+    RecordKind,
     immutable_record,
     mutable_address,
-    mutable_draft,
-    open_draft,
     sign_mutable,
+    sign_provider,
+    sign_record,
     validate_owned,
+    validate_record,
 )
-from node.quotas import RECORD_OVERHEAD_BYTES, RateLimiter, StoreLimits, Verdict
-from node.records import Record, RecordKind, sign_provider, sign_record, validate_record
 from node.storage import ProviderStore, PutResult, RecordStore
 
 A, B = Identity.generate(), Identity.generate()
