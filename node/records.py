@@ -4,7 +4,8 @@ A ``Record`` is the unit of storage: ``(key, data, ts, pub)`` signed by the publ
 ``kind`` (``RecordKind``): OPEN records (the ``store KEY VALUE`` namespace, anyone may write any
 key), MUTABLE records (owned: the key is derived from the publisher's key and a salt, ordered by
 a sequence number) and IMMUTABLE records (the key is the hash of the value). The owned kinds'
-formats and validation are below; writing them is ``node.owned``; docs/design-notes.md states what each namespace guarantees. ``pub`` is
+formats and validation are below; writing them is ``node.owned``; docs/design-notes.md states
+what each namespace guarantees. ``pub`` is
 never sent: it is derived from ``public_key`` (pub = SHA-256(public key)), so a record cannot claim
 someone else's ID. The total order of records for one key is ``record_order`` — higher ``ts`` wins,
 ties broken by the higher ``pub`` — and it is the only ordering used anywhere (storage, lookups,
