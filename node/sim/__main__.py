@@ -12,20 +12,23 @@ gets of stored keys from random live nodes. Per lookup: ``hops`` (depth of the a
 ``2 * contacted - failed``). With ``--hours``, a churn phase follows (``node.sim.churn``): node
 lifetimes from ``--lifetime`` (or the exponential of ``--churn-rate`` per hour), joins during the
 run, readability and table health sampled every ``--sample-every`` seconds. ``--plot DIR``
-writes PNGs and ``plots.json`` (``node.sim.plots``). Bad arguments exit with status 2 (argparse).
+writes PNGs and ``plots.json`` (``node.sim.plots``). The command line is typer through
+``node.clikit`` like every entry point: bad arguments exit 2 with one line on stderr.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+import typer
+
+from node import clikit
 from node.events import GetResult, StoreResult
 from node.ids import NodeId, key_id
 from node.protocol import DhtProtocol
@@ -42,6 +45,7 @@ from node.sim.models import (
 from node.sim.oracle import oracle_bootstrap
 
 DEFAULT_KEYS = 50
+_T = TypeVar("_T")
 DEFAULT_CHURN_RATE = 0.2  # per hour, when --hours is given without --lifetime or --churn-rate
 
 
@@ -219,119 +223,83 @@ def run(
     }
 
 
-def _int_at_least(lo: int) -> Any:
-    def parse(text: str) -> int:
+PROG = "python -m node.sim"
+
+
+def _spec(parse: Callable[[str], _T]) -> Callable[[Any], _T | None]:
+    """A ``node.clikit`` parser for a model spec (``node.sim.models``)."""
+
+    def convert(value: Any) -> _T | None:
+        if value is None:
+            return None
         try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
-        return v
-
-    return parse
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
-    return v
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m node.sim",
-        description="Simulate a DHT on virtual time and print one JSON report.",
-    )
-    p.add_argument("--nodes", type=_int_at_least(1), required=True, help="network size")
-    p.add_argument("--lookups", type=_int_at_least(0), default=100, help="gets to run")
-    p.add_argument("--churn", type=_fraction, default=0.0, help="fraction of nodes killed")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="simulation seed")
-    p.add_argument("--keys", type=_int_at_least(1), default=DEFAULT_KEYS, help="keys stored")
-    p.add_argument("--wire", action="store_true", help="encode/decode every message")
-    p.add_argument("--loss", type=_fraction, default=0.0, help="message loss probability")
-    p.add_argument(
-        "--bootstrap",
-        choices=["join", "oracle"],
-        default="join",
-        help="real join protocol, or tables filled from the global view",
-    )
-    p.add_argument(
-        "--latency",
-        type=_spec(parse_latency),
-        default=None,
-        help="const:MS, uniform:LO:HI or measured (default uniform:5:50)",
-    )
-    p.add_argument("--nat", type=_fraction, default=0.0, help="share of NAT-ed nodes")
-    p.add_argument(
-        "--hours",
-        type=_nonneg_float,
-        default=0.0,
-        help="simulated hours of churn after the lookups",
-    )
-    p.add_argument(
-        "--churn-rate",
-        type=_fraction,
-        default=None,
-        help="share of nodes dying per hour (exponential lifetimes)",
-    )
-    p.add_argument(
-        "--lifetime",
-        type=_spec(parse_lifetime),
-        default=None,
-        help="exp:MEAN_S or weibull:SHAPE:SCALE_S",
-    )
-    p.add_argument(
-        "--sample-every", type=_positive_float, default=1800.0, help="seconds between churn samples"
-    )
-    p.add_argument("--plot", default=None, metavar="DIR", help="write PNGs and plots.json here")
-    return p  # fmt: skip
-
-
-def _spec(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
+            return parse(str(value))
         except SpecError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            raise typer.BadParameter(str(exc)) from None
 
     return convert
 
 
-def _float_where(ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(v) or not ok(v):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
-        return v
-
-    return parse
+def _optional(parse: Callable[[Any], _T]) -> Callable[[Any], _T | None]:
+    return lambda value: None if value is None else parse(value)
 
 
-_nonneg_float = _float_where(lambda v: v >= 0, "non-negative")
-_positive_float = _float_where(lambda v: v > 0, "positive")
+_LATENCY_HELP = "const:MS, uniform:LO:HI or measured (default uniform:5:50)"
+_BOOTSTRAP_HELP = "join: the real join protocol; oracle: tables filled from the global view"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    lifetime = args.lifetime
-    if lifetime is None and args.churn_rate:
-        lifetime = churn_lifetime(args.churn_rate)
+def _opt(help: str, parser: Callable[[Any], Any], metavar: str | None = None) -> Any:
+    return typer.Option(help=help, parser=parser, metavar=metavar)
+
+
+app = clikit.make_app(PROG, "Simulate a DHT on virtual time and print one JSON report.")
+
+
+@app.command()
+def simulate(
+    nodes: Annotated[int, _opt("network size", clikit.positive_int)],
+    lookups: Annotated[int, _opt("gets to run", clikit.int_range(0, what="an integer >= 0"))] = 100,
+    churn: Annotated[float, _opt("fraction of nodes killed", clikit.fraction)] = 0.0,
+    seed: Annotated[int, _opt("simulation seed", clikit.int_range(0, what="an integer >= 0"))] = 0,
+    keys: Annotated[int, _opt("keys stored", clikit.positive_int)] = DEFAULT_KEYS,
+    wire: Annotated[bool, typer.Option("--wire", help="encode/decode every message")] = False,
+    loss: Annotated[float, _opt("message loss probability", clikit.fraction)] = 0.0,
+    bootstrap: Annotated[str, _opt(_BOOTSTRAP_HELP, clikit.one_of(("join", "oracle")))] = "join",
+    latency: Annotated[
+        LatencyModel | None, _opt(_LATENCY_HELP, _spec(parse_latency), "SPEC")
+    ] = None,
+    nat: Annotated[float, _opt("share of NAT-ed nodes", clikit.fraction)] = 0.0,
+    hours: Annotated[
+        float, _opt("simulated hours of churn after the lookups", clikit.non_negative_float)
+    ] = 0.0,
+    churn_rate: Annotated[
+        float | None,
+        _opt("share of nodes dying per hour (exponential lifetimes)", _optional(clikit.fraction)),
+    ] = None,
+    lifetime: Annotated[
+        Lifetime | None, _opt("exp:MEAN_S or weibull:SHAPE:SCALE_S", _spec(parse_lifetime), "SPEC")
+    ] = None,
+    sample_every: Annotated[
+        float, _opt("seconds between churn samples", clikit.positive_float)
+    ] = 1800.0,
+    plot: Annotated[
+        str | None, typer.Option(metavar="DIR", help="write PNGs and plots.json here")
+    ] = None,
+) -> int:
+    if lifetime is None and churn_rate:
+        lifetime = churn_lifetime(churn_rate)
     report = run(
-        args.nodes, args.lookups, args.churn, args.seed, args.wire, args.loss, args.keys,
-        bootstrap=args.bootstrap, latency=args.latency, nat=args.nat, hours=args.hours,
-        lifetime=lifetime, sample_every_s=args.sample_every, plot_dir=args.plot,
+        nodes, lookups, churn, seed, wire, loss, keys, bootstrap=bootstrap, latency=latency,
+        nat=nat, hours=hours, lifetime=lifetime, sample_every_s=sample_every, plot_dir=plot,
     )  # fmt: skip
     json.dump(report, sys.stdout, sort_keys=False)
     sys.stdout.write("\n")
-    return 0
+    return clikit.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator CLI on ``argv``; the exit code (2 for bad arguments, one line)."""
+    return clikit.run(app, argv, prog=PROG)
 
 
 if __name__ == "__main__":

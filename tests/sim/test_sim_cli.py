@@ -55,10 +55,11 @@ def test_same_seed_same_report() -> None:
         ["--nodes", "5", "--bogus"],
     ],
 )
-def test_bad_arguments_exit_2(args: list[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 2
+def test_bad_arguments_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m node.sim: error: ")
+    assert err.count("\n") == 1
 
 
 def test_module_entry_point() -> None:
