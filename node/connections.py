@@ -11,12 +11,12 @@ Theory of operation:
   connection id (``cid``).
 - Glare: when both sides dial each other at once, the offer from the lower node ID wins; the
   higher ID drops its own offer (even while it is still gathering) and answers.
-- Authentication: the first message each way on a new link is a signed HELLO binding the sender's
-  key to (receiver ID, cid). Until the peer's HELLO verifies nothing else from the link is
-  processed; a key that does not hash to the expected ID, another receiver or another cid
-  refuses the link (``stats.hellos_rejected``); so does a HELLO of another major protocol
-  version (also counted in ``stats.hellos_bad_version``). Every link dropped before its HELLO
-  verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
+- Authentication (``node.hello``): the first message each way on a new link is a signed HELLO
+  binding the sender's key to (receiver ID, cid). Until the peer's HELLO verifies nothing else
+  from the link is processed; a key that does not hash to the expected ID, another receiver or
+  another cid refuses the link (``stats.hellos_rejected``); so does a HELLO of another major
+  protocol version (also counted in ``stats.hellos_bad_version``). Every link dropped before its
+  HELLO verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
   neither the negotiated stream 0 nor an in-band channel labelled ``dht`` never delivers one).
 - Link budget (``node.link_budget``): above ``max_connections`` the least recently used peers
   that the core does not need (``CoreHooks.needed``: no request in flight) are closed, and
@@ -42,8 +42,9 @@ import msgpack
 
 from node import codec
 from node.events import Notice, PeerConnected, PeerDisconnected
-from node.identity import DOMAIN_HELLO, Identity, verify
-from node.ids import NodeId, node_id_from_public_key, short_id
+from node.hello import bad_version, hello_payload, hello_problem
+from node.identity import Identity
+from node.ids import NodeId, short_id
 from node.link_budget import Budget, LinkUse, links_to_close
 from node.messages import PROTOCOL_VERSION, Hello, MsgType
 from node.signaling_port import SignalingPort
@@ -154,11 +155,6 @@ class _Dial:
     cid: str | None = None
     answer: asyncio.Future[str] | None = None
     superseded: bool = False  # glare: we answered the peer's own offer instead
-
-
-def hello_payload(receiver: bytes, cid: str) -> bytes:
-    """The bytes a HELLO signs: it binds the sender's key to this receiver and connection."""
-    return DOMAIN_HELLO + receiver + cid.encode("utf-8")
 
 
 class ConnectionManager:
@@ -496,21 +492,11 @@ class ConnectionManager:
         return True
 
     def _hello_problem(self, msg: Hello, peer: NodeId, cid: str) -> str | None:
-        """Why the peer's HELLO is refused, or None when it verifies."""
-        if msg.version[0] != self.protocol_version[0]:
+        """Why the peer's HELLO is refused, or None when it verifies (``node.hello``)."""
+        ours = self.protocol_version[0]
+        if bad_version(msg, ours):
             self.stats.hellos_bad_version += 1
-            major, minor = msg.version
-            ours = self.protocol_version[0]
-            return f"protocol version {major}.{minor} is not supported (ours is {ours}.x)"
-        if node_id_from_public_key(msg.public_key) != peer:
-            return "the HELLO key does not hash to the expected node id"
-        if msg.receiver != self.node_id:
-            return "the HELLO names another receiver"
-        if msg.cid != cid:
-            return f"the HELLO is bound to another connection id ({msg.cid!r})"
-        if not verify(msg.public_key, msg.sig, hello_payload(self.node_id, cid)):
-            return "bad HELLO signature"
-        return None
+        return hello_problem(msg, peer, cid, self.node_id, ours)
 
     # == the peer table ===========================================================================
 
