@@ -25,8 +25,8 @@ Theory of operation:
 - Invariant: every dial resolves (``dial()`` answers True/False, never hangs or raises
   ``CancelledError``), whatever the transport or the signaling do.
 
-The manager never touches the DHT core directly: it reports through :class:`CoreHooks`, which
-the runtime implements (and a test can fake).
+The manager never touches the DHT core directly: it reports through ``CoreHooks``
+(``node.core_hooks``), which the runtime implements (and a test can fake).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import logging
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
 import msgpack
 
 from node import codec
-from node.events import Notice, PeerConnected, PeerDisconnected
+from node.core_hooks import CoreHooks
+from node.events import PeerConnected, PeerDisconnected
 from node.hello import bad_version, hello_payload, hello_problem
 from node.identity import Identity
 from node.ids import NodeId, short_id
@@ -74,45 +74,17 @@ def _keepalive(data: bytes) -> bool:
     return len(data) > 1 and data[0] & 0xF0 == 0x90 and data[1] in KEEPALIVE_TYPES
 
 
-class CoreHooks(Protocol):
-    """What the connection manager reports to the node (the runtime implements it)."""
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The connection manager's limits (the node's settings extend them: ``NodeSettings``)."""
 
-    def link_up(self, peer: NodeId) -> None:
-        """An authenticated link to ``peer`` is registered (call ``pump`` later)."""
-        ...
-
-    def link_down(self, peer: NodeId) -> None:
-        """The link to ``peer`` is gone (the manager no longer lists it)."""
-        ...
-
-    def link_lost(self, peer: NodeId) -> None:
-        """Like ``link_down``, but the transport heard nothing from ``peer``: it is gone."""
-        ...
-
-    def unreachable(self, peer: NodeId) -> None:
-        """Messages for ``peer`` could not be delivered (no link and the dial failed)."""
-        ...
-
-    def received(self, peer: NodeId, data: bytes) -> None:
-        """A message from an authenticated peer."""
-        ...
-
-    def relay_signal(self, peer: NodeId, payload: bytes, via: NodeId | None) -> bool:
-        """Send a connection-setup payload to ``peer`` over the DHT; False: no route."""
-        ...
-
-    def needed(self, peer: NodeId) -> bool:
-        """True when the core needs the connection now, e.g. a request is in flight (the link
-        budget must not close it)."""
-        ...
-
-    def notify(self, notice: Notice) -> None:
-        """Publish a notice (peer connected / disconnected)."""
-        ...
-
-    def pump(self) -> None:
-        """Let the core act on what was just reported."""
-        ...
+    max_connections: int = 64
+    min_links: int = 8
+    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
+    link_idle_s: float = 120.0
+    """Other links unused this long are closed (0: never); the contact stays in the table."""
+    max_concurrent_dials: int = 16
+    dial_timeout_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -165,21 +137,16 @@ class ConnectionManager:
         identity: Identity,
         transport: Transport,
         hooks: CoreHooks,
-        *,
-        max_connections: int = 64,
-        max_concurrent_dials: int = 16,
-        dial_timeout_s: float = 5.0,
-        min_links: int = 8,
-        link_idle_s: float = 0.0,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
         self.transport = transport
         self.hooks = hooks
-        self.max_connections = max_connections
-        self.budget = Budget(max_connections, min_links, link_idle_s)
-        self.max_concurrent_dials = max_concurrent_dials
-        self.dial_timeout_s = dial_timeout_s
+        self.limits = limits = limits or ConnectionLimits()
+        self.budget = Budget(limits.max_connections, limits.min_links, limits.link_idle_s)
+        self.max_concurrent_dials = limits.max_concurrent_dials
+        self.dial_timeout_s = limits.dial_timeout_s
         self.signaling: SignalingPort | None = None
         """Set by the runtime once the signaling client exists; offers also go this way."""
         self.stats = ConnectionStats()

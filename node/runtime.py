@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from node import codec, events, snapshots
 from node.bootstrap import Bootstrapper
 from node.config import MAX_PROVIDER_META_BYTES, Config
-from node.connections import ConnectionManager
+from node.connections import ConnectionLimits, ConnectionManager
 from node.errors import BadArgument, Failure, OperationError
 from node.events import (
     AnnounceResult,
@@ -75,14 +75,9 @@ class TooLarge(BadArgument):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeSettings:
-    max_connections: int = 64
-    min_links: int = 8
-    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
-    link_idle_s: float = 120.0
-    """Other links unused this long are closed (0: never); the contact stays in the table."""
-    max_concurrent_dials: int = 16
-    dial_timeout_s: float = 5.0
+class NodeSettings(ConnectionLimits):
+    """The connection limits (``node.connections``) and the runtime's own settings."""
+
     bootstrap_peers: int = 8
     auto_bootstrap: bool = True
     """Run the bootstrap loop (False: only explicit dials connect; for tests)."""
@@ -176,16 +171,7 @@ class NodeRuntime:
         self.proto: DhtProtocol | None = None
         self.signaling: SignalingPort | None = None
         self.bootstrap: Bootstrapper | None = None
-        self.connections = ConnectionManager(
-            identity,
-            transport,
-            _Hooks(self),
-            max_connections=self.settings.max_connections,
-            min_links=self.settings.min_links,
-            link_idle_s=self.settings.link_idle_s,
-            max_concurrent_dials=self.settings.max_concurrent_dials,
-            dial_timeout_s=self.settings.dial_timeout_s,
-        )
+        self.connections = ConnectionManager(identity, transport, _Hooks(self), self.settings)
         self.started_wall = time.time()
         self._listeners: list[NoticeListener] = []
         self._ops: dict[int, asyncio.Future[OpResult]] = {}
