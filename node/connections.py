@@ -11,12 +11,12 @@ Theory of operation:
   connection id (``cid``).
 - Glare: when both sides dial each other at once, the offer from the lower node ID wins; the
   higher ID drops its own offer (even while it is still gathering) and answers.
-- Authentication: the first message each way on a new link is a signed HELLO binding the sender's
-  key to (receiver ID, cid). Until the peer's HELLO verifies nothing else from the link is
-  processed; a key that does not hash to the expected ID, another receiver or another cid
-  refuses the link (``stats.hellos_rejected``); so does a HELLO of another major protocol
-  version (also counted in ``stats.hellos_bad_version``). Every link dropped before its HELLO
-  verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
+- Authentication (``node.hello``): the first message each way on a new link is a signed HELLO
+  binding the sender's key to (receiver ID, cid). Until the peer's HELLO verifies nothing else
+  from the link is processed; a key that does not hash to the expected ID, another receiver or
+  another cid refuses the link (``stats.hellos_rejected``); so does a HELLO of another major
+  protocol version (also counted in ``stats.hellos_bad_version``). Every link dropped before its
+  HELLO verified is logged at INFO with the reason (the usual trap: a peer whose data channel is
   neither the negotiated stream 0 nor an in-band channel labelled ``dht`` never delivers one).
 - Link budget (``node.link_budget``): above ``max_connections`` the least recently used peers
   that the core does not need (``CoreHooks.needed``: no request in flight) are closed, and
@@ -25,8 +25,8 @@ Theory of operation:
 - Invariant: every dial resolves (``dial()`` answers True/False, never hangs or raises
   ``CancelledError``), whatever the transport or the signaling do.
 
-The manager never touches the DHT core directly: it reports through :class:`CoreHooks`, which
-the runtime implements (and a test can fake).
+The manager never touches the DHT core directly: it reports through ``CoreHooks``
+(``node.core_hooks``), which the runtime implements (and a test can fake).
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ import logging
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
 import msgpack
 
 from node import codec
-from node.events import Notice, PeerConnected, PeerDisconnected
-from node.identity import DOMAIN_HELLO, Identity, verify
-from node.ids import NodeId, node_id_from_public_key, short_id
+from node.core_hooks import CoreHooks
+from node.events import PeerConnected, PeerDisconnected
+from node.hello import bad_version, hello_payload, hello_problem
+from node.identity import Identity
+from node.ids import NodeId, short_id
 from node.link_budget import Budget, LinkUse, links_to_close
 from node.messages import PROTOCOL_VERSION, Hello, MsgType
 from node.signaling_port import SignalingPort
@@ -73,45 +74,17 @@ def _keepalive(data: bytes) -> bool:
     return len(data) > 1 and data[0] & 0xF0 == 0x90 and data[1] in KEEPALIVE_TYPES
 
 
-class CoreHooks(Protocol):
-    """What the connection manager reports to the node (the runtime implements it)."""
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The connection manager's limits (the node's settings extend them: ``NodeSettings``)."""
 
-    def link_up(self, peer: NodeId) -> None:
-        """An authenticated link to ``peer`` is registered (call ``pump`` later)."""
-        ...
-
-    def link_down(self, peer: NodeId) -> None:
-        """The link to ``peer`` is gone (the manager no longer lists it)."""
-        ...
-
-    def link_lost(self, peer: NodeId) -> None:
-        """Like ``link_down``, but the transport heard nothing from ``peer``: it is gone."""
-        ...
-
-    def unreachable(self, peer: NodeId) -> None:
-        """Messages for ``peer`` could not be delivered (no link and the dial failed)."""
-        ...
-
-    def received(self, peer: NodeId, data: bytes) -> None:
-        """A message from an authenticated peer."""
-        ...
-
-    def relay_signal(self, peer: NodeId, payload: bytes, via: NodeId | None) -> bool:
-        """Send a connection-setup payload to ``peer`` over the DHT; False: no route."""
-        ...
-
-    def needed(self, peer: NodeId) -> bool:
-        """True when the core needs the connection now, e.g. a request is in flight (the link
-        budget must not close it)."""
-        ...
-
-    def notify(self, notice: Notice) -> None:
-        """Publish a notice (peer connected / disconnected)."""
-        ...
-
-    def pump(self) -> None:
-        """Let the core act on what was just reported."""
-        ...
+    max_connections: int = 64
+    min_links: int = 8
+    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
+    link_idle_s: float = 120.0
+    """Other links unused this long are closed (0: never); the contact stays in the table."""
+    max_concurrent_dials: int = 16
+    dial_timeout_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -156,11 +129,6 @@ class _Dial:
     superseded: bool = False  # glare: we answered the peer's own offer instead
 
 
-def hello_payload(receiver: bytes, cid: str) -> bytes:
-    """The bytes a HELLO signs: it binds the sender's key to this receiver and connection."""
-    return DOMAIN_HELLO + receiver + cid.encode("utf-8")
-
-
 class ConnectionManager:
     """Dialing, glare, SDP relay, HELLO and the connection cap (see the module docstring)."""
 
@@ -169,21 +137,16 @@ class ConnectionManager:
         identity: Identity,
         transport: Transport,
         hooks: CoreHooks,
-        *,
-        max_connections: int = 64,
-        max_concurrent_dials: int = 16,
-        dial_timeout_s: float = 5.0,
-        min_links: int = 8,
-        link_idle_s: float = 0.0,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.identity = identity
         self.node_id: NodeId = identity.node_id
         self.transport = transport
         self.hooks = hooks
-        self.max_connections = max_connections
-        self.budget = Budget(max_connections, min_links, link_idle_s)
-        self.max_concurrent_dials = max_concurrent_dials
-        self.dial_timeout_s = dial_timeout_s
+        self.limits = limits = limits or ConnectionLimits()
+        self.budget = Budget(limits.max_connections, limits.min_links, limits.link_idle_s)
+        self.max_concurrent_dials = limits.max_concurrent_dials
+        self.dial_timeout_s = limits.dial_timeout_s
         self.signaling: SignalingPort | None = None
         """Set by the runtime once the signaling client exists; offers also go this way."""
         self.stats = ConnectionStats()
@@ -496,21 +459,11 @@ class ConnectionManager:
         return True
 
     def _hello_problem(self, msg: Hello, peer: NodeId, cid: str) -> str | None:
-        """Why the peer's HELLO is refused, or None when it verifies."""
-        if msg.version[0] != self.protocol_version[0]:
+        """Why the peer's HELLO is refused, or None when it verifies (``node.hello``)."""
+        ours = self.protocol_version[0]
+        if bad_version(msg, ours):
             self.stats.hellos_bad_version += 1
-            major, minor = msg.version
-            ours = self.protocol_version[0]
-            return f"protocol version {major}.{minor} is not supported (ours is {ours}.x)"
-        if node_id_from_public_key(msg.public_key) != peer:
-            return "the HELLO key does not hash to the expected node id"
-        if msg.receiver != self.node_id:
-            return "the HELLO names another receiver"
-        if msg.cid != cid:
-            return f"the HELLO is bound to another connection id ({msg.cid!r})"
-        if not verify(msg.public_key, msg.sig, hello_payload(self.node_id, cid)):
-            return "bad HELLO signature"
-        return None
+        return hello_problem(msg, peer, cid, self.node_id, ours)
 
     # == the peer table ===========================================================================
 

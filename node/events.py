@@ -154,6 +154,19 @@ class LookupDone(Notice, topic="lookup.done"):
         }
 
 
+def _record_body(record: Record, name: str | None, **extra: Any) -> dict[str, Any]:
+    """A notice's fields for ``record`` (``name``: the key string, when this node knows it)."""
+    body: dict[str, Any] = {
+        "key_id": record.key.hex(),
+        "publisher": record.pub.hex(),
+        "record_ts": record.ts,
+        **extra,
+    }
+    if name is not None:
+        body["key"] = name
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class RecordStored(Notice, topic="record.stored"):
     record: Record
@@ -162,18 +175,13 @@ class RecordStored(Notice, topic="record.stored"):
     source: NodeId | None
 
     def payload(self, names: Names) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "key_id": self.record.key.hex(),
-            "publisher": self.record.pub.hex(),
-            "record_ts": self.record.ts,
-            "size": len(self.record.data),
-            "cached": self.cached,
-            "origin": "local" if self.local else "remote",
-        }
-        name = names.key_name(self.record.key) if self.local else None
-        if name is not None:
-            body["key"] = name
-        return body
+        return _record_body(
+            self.record,
+            names.key_name(self.record.key) if self.local else None,
+            size=len(self.record.data),
+            cached=self.cached,
+            origin="local" if self.local else "remote",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,17 +192,12 @@ class RecordUpdated(Notice, topic="record.updated"):
     source: NodeId
 
     def payload(self, names: Names) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "key_id": self.record.key.hex(),
-            "value": self.record.data,
-            "publisher": self.record.pub.hex(),
-            "record_ts": self.record.ts,
-            "source": self.source.hex(),
-        }
-        name = names.key_name(self.record.key)
-        if name is not None:
-            body["key"] = name
-        return body
+        return _record_body(
+            self.record,
+            names.key_name(self.record.key),
+            value=self.record.data,
+            source=self.source.hex(),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ Theory of operation:
 - Events that are ``Notice``s (``node.events``) go to the listeners given to ``subscribe``; the
   runtime does not know who listens (the control plane does, in ``peer/``).
 - Operations are typed: they take node IDs and strings, return the core's result dataclasses or
-  the snapshots below, and raise ``node.errors`` types — ``BadArgument`` (``TooLarge``) for an
-  argument the node refuses, ``OperationError(Failure.X, ...)`` for an operation that could not
-  complete. Mapping them to a wire protocol is the caller's business.
+  the snapshots of ``node.snapshots``, and raise ``node.errors`` types — ``BadArgument``
+  (``TooLarge``) for an argument the node refuses, ``OperationError(Failure.X, ...)`` for an
+  operation that could not complete. Mapping them to a wire protocol is the caller's business.
 - Liveness: over WebRTC it is the transport's (``provides_liveness``: an SCTP HEARTBEAT on silent
   links; a dead peer's link ends with ``LIVENESS_LOST`` → ``core.peer_lost`` evicts it); over
   the memory transport it is the protocol's (PING idle peers, ``PeerUnresponsive`` → the link is
@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from node import codec, events
+from node import codec, events, snapshots
 from node.bootstrap import Bootstrapper
 from node.config import MAX_PROVIDER_META_BYTES, Config
-from node.connections import ConnectionManager
+from node.connections import ConnectionLimits, ConnectionManager
 from node.errors import BadArgument, Failure, OperationError
 from node.events import (
     AnnounceResult,
@@ -54,6 +54,7 @@ from node.persist import Persister, start_persistence, synced
 from node.protocol import DhtProtocol
 from node.records import MAX_SALT_BYTES, Record
 from node.signaling_port import SignalingFactory, SignalingHandlers, SignalingPort
+from node.snapshots import PeerInfo, PingOutcome, RoutingSnapshot, TopicInfo
 from node.tasks import TaskSet
 from node.transport.base import Transport
 
@@ -73,69 +74,14 @@ class TooLarge(BadArgument):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeSettings:
-    max_connections: int = 64
-    min_links: int = 8
-    """Links to the closest peers that are kept however idle (``node.link_budget``)."""
-    link_idle_s: float = 120.0
-    """Other links unused this long are closed (0: never); the contact stays in the table."""
-    max_concurrent_dials: int = 16
-    dial_timeout_s: float = 5.0
+class NodeSettings(ConnectionLimits):
+    """The connection limits (``node.connections``) and the runtime's own settings."""
+
     bootstrap_peers: int = 8
     auto_bootstrap: bool = True
     """Run the bootstrap loop (False: only explicit dials connect; for tests)."""
     stats_interval_s: float = 5.0
     op_timeout_s: float = 30.0
-
-
-# -- typed snapshots -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    id: NodeId
-    rtt_s: float | None  # smoothed request/response time; None before the first answer
-    connected_for_s: float
-    in_routing_table: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ContactInfo:
-    id: NodeId
-    last_seen_s_ago: float
-
-
-@dataclass(frozen=True, slots=True)
-class BucketInfo:
-    index: int
-    contacts: tuple[ContactInfo, ...]
-    replacements: tuple[NodeId, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingSnapshot:
-    size: int
-    buckets: tuple[BucketInfo, ...]  # the non-empty ones, by index
-
-    @property
-    def buckets_used(self) -> int:
-        return sum(1 for b in self.buckets if b.contacts)
-
-
-@dataclass(frozen=True, slots=True)
-class PingOutcome:
-    peer: NodeId
-    rtt_s: float
-    total_s: float  # including the dial, when one was needed
-
-
-@dataclass(frozen=True, slots=True)
-class TopicInfo:
-    name: str  # the topic string when this node was given it, else the id in hex
-    topic_id: bytes
-    announcing: bool
-    port: int | None
-    peers_known: int
 
 
 class _Hooks:
@@ -224,16 +170,7 @@ class NodeRuntime:
         self.proto: DhtProtocol | None = None
         self.signaling: SignalingPort | None = None
         self.bootstrap: Bootstrapper | None = None
-        self.connections = ConnectionManager(
-            identity,
-            transport,
-            _Hooks(self),
-            max_connections=self.settings.max_connections,
-            min_links=self.settings.min_links,
-            link_idle_s=self.settings.link_idle_s,
-            max_concurrent_dials=self.settings.max_concurrent_dials,
-            dial_timeout_s=self.settings.dial_timeout_s,
-        )
+        self.connections = ConnectionManager(identity, transport, _Hooks(self), self.settings)
         self.started_wall = time.time()
         self._listeners: list[NoticeListener] = []
         self._ops: dict[int, asyncio.Future[OpResult]] = {}
@@ -621,70 +558,25 @@ class NodeRuntime:
         self.core.join_topic(self._topic(topic), port, meta, self.now)
         self.pump()
 
-    # == snapshots ================================================================================
+    # == snapshots (``node.snapshots``) ============================================================
 
     def peers(self) -> tuple[PeerInfo, ...]:
         """The open connections, sorted by ID."""
-        core, now = self.core, self.now
-        return tuple(
-            PeerInfo(p.id, core.peer_rtt.get(p.id), now - p.connected_at, p.id in core.table)
-            for p in self.connections.peers()
-        )
+        return snapshots.peers(self.core, self.connections.peers(), self.now)
 
     def routing(self) -> RoutingSnapshot:
-        now, table = self.now, self.core.table
-        return RoutingSnapshot(
-            len(table),
-            tuple(
-                BucketInfo(
-                    i,
-                    tuple(ContactInfo(c.id, now - c.last_seen) for c in b.contacts),
-                    tuple(b.replacements),
-                )
-                for i, b in table.buckets()
-            ),
-        )
+        return snapshots.routing(self.core.table, self.now)
 
     def topics(self) -> tuple[TopicInfo, ...]:
-        return tuple(
-            TopicInfo(
-                self._topic_names.get(jt.topic, jt.topic.hex()),
-                jt.topic,
-                jt.announcing,
-                jt.port or None,
-                len(jt.known),
-            )
-            for jt in self.core.joined.values()
-        )
+        return snapshots.topics(self.core, self._topic_names)
 
     def stats(self) -> NodeStats:
-        core = self.core
-        s, c = core.stats, self.connections.stats
         sig = self.signaling
-        return NodeStats(
-            id=self.node_id,
+        return snapshots.node_stats(
+            self.node_id,
+            self.core,
+            self.connections.stats,
+            len(self.connections),
             uptime_s=time.time() - self.started_wall,
-            messages_in=dict(s.messages_in),
-            messages_out=dict(s.messages_out),
-            lookups=s.lookups,
-            lookup_latencies_s=tuple(s.lookup_latencies_s),
-            store_size=len(core.records),
-            providers_held=core.providers.count(),
-            connections=len(self.connections),
-            routing_table_size=len(core.table),
-            dropped_malformed=s.dropped_malformed,
-            dropped_unexpected=s.dropped_unexpected,
-            requests_failed=s.requests_failed,
-            records_rejected=s.records_rejected,
-            dials_started=c.dials_started,
-            links_opened=c.links_opened,
-            dials_failed=c.dials_failed,
-            hellos_rejected=c.hellos_rejected,
-            hellos_bad_version=c.hellos_bad_version,
             signaling_connected=sig is not None and sig.connected,
-            topics_joined=len(core.joined),
-            store_bytes=core.records.bytes_used,
-            refused=tuple(sorted(core.refusals.items())),
-            rate_limited=s.rate_limited,
-            rate_dropped=s.rate_dropped,
         )

@@ -68,7 +68,11 @@ class AdmissionSettings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-class Bucket:
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``take`` spends one (a registration, a frame).
+    A clock that goes backwards refills nothing. The router's per-connection frame limit uses
+    it too."""
+
     __slots__ = ("_last", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
@@ -113,8 +117,8 @@ class AdmissionStats:
 class Admission:
     settings: AdmissionSettings = field(default_factory=AdmissionSettings)
     stats: AdmissionStats = field(default_factory=AdmissionStats)
-    _by_addr: dict[str, Bucket] = field(default_factory=dict)
-    _global: Bucket | None = None
+    _by_addr: dict[str, TokenBucket] = field(default_factory=dict)
+    _global: TokenBucket | None = None
     _standing: dict[NodeId, Standing] = field(default_factory=dict)
     _pending: dict[tuple[NodeId, str], float] = field(default_factory=dict)
     _deadlines: list[tuple[float, NodeId, str]] = field(default_factory=list)
@@ -126,14 +130,14 @@ class Admission:
         """Take one token from the address's and the global bucket (both must have one)."""
         s = self.settings
         if self._global is None:
-            self._global = Bucket(s.register_rate_global_s, s.register_burst_global, now)
+            self._global = TokenBucket(s.register_rate_global_s, s.register_burst_global, now)
         bucket = None
         if addr is not None:
             bucket = self._by_addr.get(addr)
             if bucket is None:
                 if len(self._by_addr) >= MAX_ADDRESSES:
                     self._prune(now)
-                bucket = self._by_addr[addr] = Bucket(
+                bucket = self._by_addr[addr] = TokenBucket(
                     s.register_rate_per_addr_s, s.register_burst_per_addr, now
                 )
             if not bucket.take(now):

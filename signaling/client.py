@@ -38,32 +38,12 @@ from websockets.uri import parse_uri
 
 from node.identity import DOMAIN_SIGNALING, Identity
 from node.ids import NodeId, short_id
+from signaling import messages as sm
 from signaling.errors import (
     SignalingError,
     SignalingRemoteError,
     SignalingTimeout,
     SignalingUnavailable,
-)
-from signaling.messages import (
-    DEFAULT_PEERS_N,
-    MAX_CID_CHARS,
-    MAX_FRAME_BYTES,
-    MAX_PEERS_N,
-    MIN_PEERS_N,
-    Challenge,
-    ErrorCode,
-    ErrorFrame,
-    FrameError,
-    PeersReply,
-    PeersRequest,
-    Register,
-    Registered,
-    Relay,
-    RelayKind,
-    ServerMessage,
-    decode_json_object,
-    encode,
-    parse_server_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,15 +166,15 @@ class SignalingClient:
     # -- requests --------------------------------------------------------------------------
 
     async def peers(
-        self, n: int = DEFAULT_PEERS_N, timeout_s: float = PEERS_TIMEOUT_S
+        self, n: int = sm.DEFAULT_PEERS_N, timeout_s: float = PEERS_TIMEOUT_S
     ) -> list[NodeId]:
         """Up to ``n`` registered node IDs closest to ours (``n`` clamped to 1..64)."""
-        n = max(MIN_PEERS_N, min(MAX_PEERS_N, int(n)))
+        n = max(sm.MIN_PEERS_N, min(sm.MAX_PEERS_N, int(n)))
         rid = next(self._rids)
         future: asyncio.Future[list[NodeId]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            await self._send(encode(PeersRequest(n=n, rid=rid)))
+            await self._send(sm.encode(sm.PeersRequest(n=n, rid=rid)))
             async with asyncio.timeout(timeout_s):
                 return await future
         except TimeoutError:
@@ -205,18 +185,18 @@ class SignalingClient:
             self._pending.pop(rid, None)
 
     async def send_offer(self, to: NodeId, cid: str, sdp: str) -> None:
-        await self._relay(RelayKind.OFFER, to, cid, sdp)
+        await self._relay(sm.RelayKind.OFFER, to, cid, sdp)
 
     async def send_answer(self, to: NodeId, cid: str, sdp: str) -> None:
-        await self._relay(RelayKind.ANSWER, to, cid, sdp)
+        await self._relay(sm.RelayKind.ANSWER, to, cid, sdp)
 
-    async def _relay(self, kind: RelayKind, to: NodeId, cid: str, sdp: str) -> None:
+    async def _relay(self, kind: sm.RelayKind, to: NodeId, cid: str, sdp: str) -> None:
         if len(to) != 32:
             raise ValueError("'to' must be a 32-byte node id")
-        if len(cid) > MAX_CID_CHARS:
-            raise ValueError(f"cid is longer than {MAX_CID_CHARS} characters")
-        text = encode(Relay(kind=kind, to=NodeId(bytes(to)), cid=cid, sdp=sdp))
-        if len(text) > MAX_FRAME_BYTES:
+        if len(cid) > sm.MAX_CID_CHARS:
+            raise ValueError(f"cid is longer than {sm.MAX_CID_CHARS} characters")
+        text = sm.encode(sm.Relay(kind=kind, to=NodeId(bytes(to)), cid=cid, sdp=sdp))
+        if len(text) > sm.MAX_FRAME_BYTES:
             raise SignalingError(
                 f"{kind.value} frame of {len(text)} bytes exceeds the server limit"
             )
@@ -281,22 +261,22 @@ class SignalingClient:
 
     async def _on_frame(self, ws: ClientConnection, data: str | bytes) -> None:
         try:
-            message = parse_server_message(decode_json_object(data))
-        except FrameError as exc:
+            message = sm.parse_server_message(sm.decode_json_object(data))
+        except sm.FrameError as exc:
             logger.warning("signaling: ignoring bad frame from server: %s", exc.message)
             return
         await self._dispatch(ws, message)
 
-    async def _dispatch(self, ws: ClientConnection, message: ServerMessage) -> None:
+    async def _dispatch(self, ws: ClientConnection, message: sm.ServerMessage) -> None:
         match message:
-            case Challenge(nonce=nonce):
-                register = Register(
+            case sm.Challenge(nonce=nonce):
+                register = sm.Register(
                     node_id=self.identity.node_id,
                     public_key=self.identity.public_key,
                     sig=self.identity.sign(DOMAIN_SIGNALING + nonce),
                 )
-                await ws.send(encode(register))
-            case Registered(node_id=node_id):
+                await ws.send(sm.encode(register))
+            case sm.Registered(node_id=node_id):
                 if node_id != self.identity.node_id:
                     logger.warning("signaling: server registered us as %s?", short_id(node_id))
                     return
@@ -305,15 +285,15 @@ class SignalingClient:
                 logger.info("signaling: registered with %s as %s", self.url, short_id(node_id))
                 if self._on_registered is not None:
                     self._call(self._on_registered)
-            case PeersReply(peers=peers, rid=rid):
+            case sm.PeersReply(peers=peers, rid=rid):
                 future = self._pending_for(rid)
                 if future is not None and not future.done():
                     future.set_result([p for p in peers if p != self.identity.node_id])
-            case Relay(kind=kind, cid=cid, sdp=sdp, sender=sender):
+            case sm.Relay(kind=kind, cid=cid, sdp=sdp, sender=sender):
                 assert sender is not None  # parse_server_message requires "from"
-                callback = self._on_offer if kind is RelayKind.OFFER else self._on_answer
+                callback = self._on_offer if kind is sm.RelayKind.OFFER else self._on_answer
                 self._call(callback, sender, cid, sdp)
-            case ErrorFrame():
+            case sm.ErrorFrame():
                 self._on_error_frame(message)
 
     def _pending_for(self, rid: object) -> asyncio.Future[list[NodeId]] | None:
@@ -321,17 +301,17 @@ class SignalingClient:
             return self._pending.get(rid)
         return None
 
-    def _on_error_frame(self, frame: ErrorFrame) -> None:
+    def _on_error_frame(self, frame: sm.ErrorFrame) -> None:
         rid = frame.rid
         future = self._pending_for(rid)
         if future is not None:
             if not future.done():
                 future.set_exception(SignalingRemoteError(frame.code, frame.message))
             return
-        if frame.code == ErrorCode.ALREADY_REGISTERED:
+        if frame.code == sm.ErrorCode.ALREADY_REGISTERED:
             logger.warning("signaling: %s", frame.message)
             self._replaced = True
-        elif frame.code == ErrorCode.BAD_SIGNATURE:
+        elif frame.code == sm.ErrorCode.BAD_SIGNATURE:
             logger.error("signaling: registration refused: %s", frame.message)
         else:
             logger.info("signaling: error %s (cid %s): %s", frame.code, frame.cid, frame.message)

@@ -46,7 +46,7 @@ from typing import Final, NamedTuple
 
 from node.identity import DOMAIN_SIGNALING, verify
 from node.ids import NodeId, short_id
-from signaling.admission import Admission, AdmissionSettings
+from signaling.admission import Admission, AdmissionSettings, TokenBucket
 from signaling.messages import (
     MAX_FRAME_BYTES,
     NONCE_BYTES,
@@ -82,27 +82,6 @@ class Outgoing(NamedTuple):
 class ConnState(enum.Enum):
     CHALLENGED = "challenged"
     REGISTERED = "registered"
-
-
-class TokenBucket:
-    """``rate_per_s`` tokens per second up to ``burst``; one frame costs one token."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate_per_s")
-
-    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens = burst
-        self._last = now
-
-    def take(self, now: float) -> bool:
-        if now > self._last:  # a clock that goes backwards refills nothing
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s)
-            self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 @dataclass(slots=True)

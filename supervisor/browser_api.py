@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from control.api import NodeAPI, Result
@@ -57,6 +57,17 @@ def _ids(value: Any, what: str) -> list[str]:
 
 def _unsupported(cmd: str) -> CommandError:
     return CommandError(ErrorCode.UNKNOWN_COMMAND, f"a browser peer does not offer {cmd!r}")
+
+
+def _refused(cmd: str) -> Callable[..., Coroutine[Any, Any, Result]]:
+    """A command of ``NodeAPI`` that a browser peer does not offer: it always answers
+    ``unknown_command``."""
+
+    async def refuse(self: object, **_: Any) -> Result:
+        raise _unsupported(cmd)
+
+    refuse.__name__ = cmd
+    return refuse
 
 
 def _ms_since(start: float) -> float:
@@ -126,19 +137,13 @@ class BrowserNodeAPI(NodeAPI):
             raise CommandError(ErrorCode.INTERNAL, "the page returned bad stats")
         return {**stats, "id": self.node_id, "kind": self.kind}
 
-    async def topics(self) -> Result:
-        raise _unsupported("topics")
+    topics = _refused("topics")
 
     # -- connections -----------------------------------------------------------------------------
 
-    async def ping(self, *, node_id: str) -> Result:
-        raise _unsupported("ping")
-
-    async def find(self, *, node_id: str) -> Result:
-        raise _unsupported("find")
-
-    async def connect(self, *, node_id: str) -> Result:
-        raise _unsupported("connect")
+    ping = _refused("ping")
+    find = _refused("find")
+    connect = _refused("connect")
 
     async def disconnect(self, *, node_id: str) -> Result:
         try:
@@ -212,8 +217,7 @@ class BrowserNodeAPI(NodeAPI):
             "ok": bool(r.get("ok")),
         }
 
-    async def unannounce(self, *, topic: str) -> Result:
-        raise _unsupported("unannounce")
+    unannounce = _refused("unannounce")
 
     async def lookup(self, *, topic: str) -> Result:
         start = time.monotonic()
@@ -230,31 +234,15 @@ class BrowserNodeAPI(NodeAPI):
             "duration_ms": _ms_since(start),
         }
 
-    async def join(
-        self, *, topic: str, port: int | None = None, meta: dict[str, Any] | None = None
-    ) -> Result:
-        raise _unsupported("join")
+    join = _refused("join")
 
     # Owned/immutable records and listen are not in the JavaScript peer yet (docs/browser.md).
-    async def store_at(self, *, address: str, value: bytes) -> Result:
-        raise _unsupported("store_at")
-
-    async def put_mutable(
-        self, *, name: bytes, value: bytes, seq: int | None, cas: int | None
-    ) -> Result:
-        raise _unsupported("put_mutable")
-
-    async def put_immutable(self, *, value: bytes) -> Result:
-        raise _unsupported("put_immutable")
-
-    async def get_address(self, *, address: str) -> Result:
-        raise _unsupported("get_address")
-
-    async def listen(self, *, key: str) -> Result:
-        raise _unsupported("listen")
-
-    async def unlisten(self, *, key: str) -> Result:
-        raise _unsupported("unlisten")
+    store_at = _refused("store_at")
+    put_mutable = _refused("put_mutable")
+    put_immutable = _refused("put_immutable")
+    get_address = _refused("get_address")
+    listen = _refused("listen")
+    unlisten = _refused("unlisten")
 
     async def shutdown(self) -> Result:
         if self.on_shutdown is None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from node import codec
-from node.connections import hello_payload
+from node.hello import hello_payload
 from node.identity import Identity
 from node.ids import key_id
 from node.messages import Hello, Store

@@ -80,19 +80,16 @@ def test_messages_per_put_on_25_nodes(sim_seed: int) -> None:
     assert per_put <= MESSAGES_PER_PUT_TARGET
 
 
-def test_placement_with_churn_500_nodes(sim_seed: int) -> None:
-    c = churned(sim_seed, 500, churn=0.1)
-    share, results = placement(c, 40)
-    print(f"placement at 500 nodes with 10 % churn: {share:.3f}")
-    assert all(r.ok for r in results)
-    assert share >= PLACEMENT_TARGET
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_placement_with_churn_10000_nodes(sim_seed: int) -> None:
-    c = churned(sim_seed, 10_000, churn=0.1)
-    share, results = placement(c, 50)
-    print(f"placement at 10,000 nodes with 10 % churn: {share:.3f}")
+@pytest.mark.parametrize(
+    ("nodes", "puts"),
+    [
+        (500, 40),
+        pytest.param(10_000, 50, marks=[pytest.mark.slow, pytest.mark.timeout(3600)]),
+    ],
+)
+def test_placement_with_churn(sim_seed: int, nodes: int, puts: int) -> None:
+    c = churned(sim_seed, nodes, churn=0.1)
+    share, results = placement(c, puts)
+    print(f"placement at {nodes:,} nodes with 10 % churn: {share:.3f}")
     assert all(r.ok for r in results)
     assert share >= PLACEMENT_TARGET

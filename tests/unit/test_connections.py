@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from node import codec
-from node.connections import ConnectionManager
+from node.connections import ConnectionLimits, ConnectionManager
 from node.events import Notice, PeerConnected, PeerDisconnected
 from node.identity import Identity
 from node.ids import NodeId
@@ -126,10 +126,12 @@ def member(
         identity,
         transport or MemoryTransport(hub),
         core,
-        dial_timeout_s=limits.get("dial_timeout_s", 2.0),
-        max_connections=int(limits.get("max_connections", 64)),
-        min_links=int(limits.get("min_links", 8)),
-        link_idle_s=limits.get("link_idle_s", 0.0),
+        ConnectionLimits(
+            dial_timeout_s=limits.get("dial_timeout_s", 2.0),
+            max_connections=int(limits.get("max_connections", 64)),
+            min_links=int(limits.get("min_links", 8)),
+            link_idle_s=limits.get("link_idle_s", 0.0),
+        ),
     )
     claimed = register_as or identity.node_id
     manager.signaling = directory.port(claimed)

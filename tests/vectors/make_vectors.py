@@ -20,7 +20,8 @@ import msgpack
 
 from node import codec
 from node import messages as wire
-from node.connections import SIGNAL_PAYLOAD_VERSION, hello_payload
+from node.connections import SIGNAL_PAYLOAD_VERSION
+from node.hello import hello_payload
 from node.identity import DOMAIN_SIGNALING, Identity
 from node.messages import PROTOCOL_VERSION
 from node.records import (
