@@ -126,7 +126,7 @@ def cluster(env: Env) -> Iterator[str]:
         assert started.returncode == 0, f"{started.stdout}\n{started.stderr[-4000:]}"
         yield name
     finally:
-        env.orchestrate("down", "--cluster", name)
+        env.orchestrate("down", "--purge", "--cluster", name)
         assert labelled(name) == NOTHING
 
 
@@ -251,7 +251,7 @@ def test_two_clusters_side_by_side_down_removes_only_its_own(env: Env, cluster: 
         assert len(labelled(other)["containers"]) == 3
         before = labelled(cluster)
     finally:
-        down = env.orchestrate("down", "--cluster", other)
+        down = env.orchestrate("down", "--purge", "--cluster", other)
     assert down.returncode == 0, down.stderr
     assert labelled(other) == NOTHING
     assert labelled(cluster) == before
@@ -259,9 +259,14 @@ def test_two_clusters_side_by_side_down_removes_only_its_own(env: Env, cluster: 
     assert status.returncode == 0, status.stderr
 
 
-def test_down_leaves_nothing_labelled(env: Env, cluster: str) -> None:
+def test_down_keeps_only_the_data_volumes_and_purge_removes_them(env: Env, cluster: str) -> None:
     down = env.orchestrate("down", "--cluster", cluster)
     assert down.returncode == 0, down.stderr
+    left = labelled(cluster)
+    assert (left["containers"], left["networks"]) == ([], [])
+    assert len(left["volumes"]) == PEERS  # the peers' keys and records, for the next `up`
+    purged = env.orchestrate("down", "--purge", "--cluster", cluster)
+    assert purged.returncode == 0, purged.stderr
     assert labelled(cluster) == NOTHING
     again = env.orchestrate("down", "--cluster", cluster)
     assert again.returncode == 0, again.stderr
