@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PEERS ?= 25
 
-.PHONY: venv test check lint typecheck format run down bench clean
+.PHONY: venv test soak check lint typecheck format run down bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ venv: $(BIN)/.installed
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+soak: venv  # the scale/soak runs left out of `make test` (10k-node placement, 5k-node churn, oracle vs join)
+	$(BIN)/python -m pytest -q -m soak tests
 
 lint: venv
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from node.sim.cluster import SimCluster, sim_config
 from node.sim.models import churn_lifetime
 from node.sim.oracle import oracle_bootstrap
 
-pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow, pytest.mark.soak]
 
 NODES = 5000
 KEYS = 50

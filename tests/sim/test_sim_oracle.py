@@ -55,6 +55,7 @@ def occupancy(c: SimCluster) -> tuple[dict[int, float], float]:
     return {i: v / len(nodes) for i, v in per.items()}, total / len(nodes)
 
 
+@pytest.mark.soak
 def test_oracle_tables_match_real_join(sim_seed: int) -> None:
     joined = SimCluster(seed=sim_seed, keep_events=False)
     joined.bootstrap(N)

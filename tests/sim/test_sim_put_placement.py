@@ -84,7 +84,9 @@ def test_messages_per_put_on_25_nodes(sim_seed: int) -> None:
     ("nodes", "puts"),
     [
         (500, 40),
-        pytest.param(10_000, 50, marks=[pytest.mark.slow, pytest.mark.timeout(3600)]),
+        pytest.param(
+            10_000, 50, marks=[pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(3600)]
+        ),
     ],
 )
 def test_placement_with_churn(sim_seed: int, nodes: int, puts: int) -> None:
