@@ -42,6 +42,7 @@ JS_CHECK = """
   const c = await import('/lib/crypto.js');
   const mp = await import('/lib/msgpack.js');
   const tree = (x) => {
+    if (x === null) return {nil: null};
     if (typeof x === 'boolean') return {bool: x};
     if (typeof x === 'number' || typeof x === 'bigint') return {int: x.toString()};
     if (typeof x === 'string') return {str: x};
@@ -49,7 +50,8 @@ JS_CHECK = """
     if (Array.isArray(x)) return {array: x.map(tree)};
     return {map: Object.entries(x).map(([k, y]) => [tree(k), tree(y)])};
   };
-  const out = {identities: [], keys: [], messages: [], signatures: [], invalid: [], accepted: []};
+  const out = {identities: [], keys: [], messages: [], signatures: [], invalid: [], accepted: [],
+               addresses: []};
   const ids = {};
   for (const i of v.identities.identities) {
     const id = await c.Identity.fromSeed(c.unhex(i.seed));
@@ -57,6 +59,12 @@ JS_CHECK = """
     out.identities.push([i.name, c.hex(id.publicKey), id.idHex]);
   }
   for (const k of v.identities.keys) out.keys.push([k.text, c.hex(await c.keyId(k.text))]);
+  for (const a of v.identities.addresses) {
+    const pre = a.name === 'mutable'
+      ? codec.mutableAddressPreimage(c.unhex(a.public_key), c.unhex(a.salt))
+      : codec.immutableAddressPreimage(c.unhex(a.data));
+    out.addresses.push([a.name, c.hex(pre), c.hex(await c.sha256(pre))]);
+  }
   const d = v.identities.distance;
   out.xor = c.hex(c.xor(c.unhex(d.a), c.unhex(d.b)));
   for (const m of v.messages.messages) {
@@ -73,6 +81,9 @@ JS_CHECK = """
     } else if (sv.name.startsWith('provider')) {
       payload = codec.providerPayload(c.unhex(f.topic), BigInt(f.ts), Number(f.port),
                                       f.leave === true || f.leave === 'true', c.unhex(f.meta));
+    } else if (sv.name === 'mutable_record') {
+      payload = codec.mutablePayload(c.unhex(f.key), c.unhex(f.salt), BigInt(f.seq), BigInt(f.ts),
+                                     c.unhex(f.data));
     } else if (sv.name === 'hello') {
       payload = codec.helloPayload(c.unhex(f.receiver), f.cid);
     } else {
@@ -103,8 +114,9 @@ async def page() -> AsyncIterator[Page]:
 
 
 async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
-    """Identities, DHT keys, every message byte for byte (and its decoded tree), every
-    signature payload and signature, every refusal and every tolerated HELLO."""
+    """Identities, DHT keys, owned-record addresses, every message (all 26 types) byte for byte
+    (and its decoded tree), every signature payload and signature (mutable records included),
+    every refusal and every tolerated HELLO."""
     v = vector_files()
     out = await page.evaluate(f"{JS_CHECK}({json.dumps(v)})")
     assert out["identities"] == [
@@ -112,6 +124,9 @@ async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
     ]
     assert out["keys"] == [[k["text"], k["key"]] for k in v["identities"]["keys"]]
     assert out["xor"] == v["identities"]["distance"]["xor"]
+    assert out["addresses"] == [
+        [a["name"], a["preimage"], a["key"]] for a in v["identities"]["addresses"]
+    ]
     expected = v["messages"]["messages"]
     assert [m["name"] for m in out["messages"]] == [m["name"] for m in expected]
     for got, want in zip(out["messages"], expected, strict=True):
