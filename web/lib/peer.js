@@ -508,8 +508,10 @@ export class DhtPeer {
   }
 
   /** The best record under `keyText`: {found, value (bytes), ts, publisher}. */
-  async get(keyText) {
-    const key = await keyId(keyText);
+  async get(keyText) { return this.getAt(await keyId(keyText)); }
+
+  /** The best record at a raw 32-byte address: open (VALUE) or owned (RECORD, verified). */
+  async getAt(key) {
     this.stats.lookups += 1;
     const r = await lookup(this, key, MsgType.FIND_VALUE, {
       accept: async (record) => equalBytes(record.key, key) && !(await validateRecord(this.options.maxFutureSkewMs, record)),
@@ -519,7 +521,7 @@ export class DhtPeer {
     const local = this.localRecord(key);
     if (local && better(local, best)) best = local;
     if (!best) return { found: false };
-    return { found: true, value: best.data, ts: best.ts, publisher: hex(best.pub) };
+    return { found: true, value: best.data, ts: best.ts, publisher: hex(best.pub), kind: best.kind ?? 0 };
   }
 
   /** Announce ourselves under `topicText` (and keep re-announcing). */
