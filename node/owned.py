@@ -16,7 +16,7 @@ key's current best record: a MUTABLE draft without an explicit seq takes the nex
 draft takes ``ts = max(now, highest ts seen + 1)`` — so a far-future ``ts`` accepted by holders
 (at most ``max_future_skew_ms`` ahead) never locks a later writer out.
 
-The byte layouts are docs/wire/rec.md.
+The byte layouts are docs/protocol.md §7.1 and §8.
 """
 
 from __future__ import annotations
