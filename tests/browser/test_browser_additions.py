@@ -52,7 +52,7 @@ async def test_find_node_store_put_listen_and_record(
     # PUT (owned records) is refused cleanly; the nodes still hold the record; the browser
     # reads it back as a RECORD answer, verified (immutable: hash; mutable: owner + signature).
     imm = await call(cluster, 1, "put_immutable", value=b"forever")
-    mut = await call(cluster, 2, "put_mutable", name="profile", value=b"v1")
+    mut = await call(cluster, 2, "put_mutable", name=b"profile", value=b"v1")
     s = await stats(page)
     assert s["messages_in"]["PUT"] >= 2
     assert s["messages_out"]["PUT_ACK"] >= 2
@@ -68,8 +68,12 @@ async def test_find_node_store_put_listen_and_record(
     }
     assert (await stats(page))["messages_in"]["RECORD"] >= 1
     # LISTEN is answered (refused), not left to time out.
-    await call(cluster, 3, "listen", key="fns")
+    await call(cluster, 3, "listen", key="fns")  # registers in the background
+    deadline = time.monotonic() + 10.0
     s = await stats(page)
+    while "LISTEN_ACK" not in s["messages_out"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        s = await stats(page)
     assert s["messages_in"]["LISTEN"] >= 1
     assert s["messages_out"]["LISTEN_ACK"] >= 1
     assert s["dropped_malformed"] == 0
