@@ -1,18 +1,18 @@
 """The browser peer and the protocol additions (FIND_NODE_STORE, BYE, PUT, RECORD, LISTEN):
-real chromium beside Python nodes, each message seen on the wire and handled as the spec says."""
+real chromium beside Python nodes, each message seen on the wire and handled as the spec says.
+A module of its own: its cluster (the module-scoped ``web_cluster``) loses a node."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from supervisor.chromium import Chromium, Page
-from tests.browser.conftest import WEB_ROOT, call, open_peer
-from tests.support.procs import ProcCluster, proc_cluster
+from tests.browser.conftest import call, open_peer
+from tests.support.procs import ProcCluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,25 +24,17 @@ GET_AT = """(async (addr) => {
 })"""
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
-    root = tmp_path_factory.mktemp("additions")
-    with proc_cluster(root, 4, signaling_args=("--web", str(WEB_ROOT))) as c:
-        c.wait_formed(3)
-        yield c
-
-
 async def stats(page: Page) -> dict[str, Any]:
     s: dict[str, Any] = await page.evaluate("window.dhtPeer.stats()")
     return s
 
 
 async def test_find_node_store_put_listen_and_record(
-    browser: Chromium, cluster: ProcCluster
+    browser: Chromium, web_cluster: ProcCluster
 ) -> None:
-    page, _ = await open_peer(browser, cluster)
+    page, _ = await open_peer(browser, web_cluster)
     # A node's store sends FIND_NODE_STORE; with 5 peers (< k) the browser is among the closest.
-    stored = await call(cluster, 0, "store", key="fns", value=b"carried")
+    stored = await call(web_cluster, 0, "store", key="fns", value=b"carried")
     assert stored["acks"] >= stored["quorum"] >= 1, stored
     s = await stats(page)
     assert s["messages_in"]["FIND_NODE_STORE"] >= 1
@@ -51,8 +43,8 @@ async def test_find_node_store_put_listen_and_record(
     assert s["dropped_malformed"] == 0
     # PUT (owned records) is refused cleanly; the nodes still hold the record; the browser
     # reads it back as a RECORD answer, verified (immutable: hash; mutable: owner + signature).
-    imm = await call(cluster, 1, "put_immutable", value=b"forever")
-    mut = await call(cluster, 2, "put_mutable", name=b"profile", value=b"v1")
+    imm = await call(web_cluster, 1, "put_immutable", value=b"forever")
+    mut = await call(web_cluster, 2, "put_mutable", name=b"profile", value=b"v1")
     s = await stats(page)
     assert s["messages_in"]["PUT"] >= 2
     assert s["messages_out"]["PUT_ACK"] >= 2
@@ -68,7 +60,7 @@ async def test_find_node_store_put_listen_and_record(
     }
     assert (await stats(page))["messages_in"]["RECORD"] >= 1
     # LISTEN is answered (refused), not left to time out.
-    await call(cluster, 3, "listen", key="fns")  # registers in the background
+    await call(web_cluster, 3, "listen", key="fns")  # registers in the background
     deadline = time.monotonic() + 10.0
     s = await stats(page)
     while "LISTEN_ACK" not in s["messages_out"] and time.monotonic() < deadline:
@@ -79,10 +71,10 @@ async def test_find_node_store_put_listen_and_record(
     assert s["dropped_malformed"] == 0
 
 
-async def test_bye_both_ways(browser: Chromium, cluster: ProcCluster) -> None:
-    page, bid = await open_peer(browser, cluster)
+async def test_bye_both_ways(browser: Chromium, web_cluster: ProcCluster) -> None:
+    page, bid = await open_peer(browser, web_cluster)
     # A node that leaves (SIGTERM) says BYE: the browser drops it at once.
-    leaving = cluster.nodes[3]
+    leaving = web_cluster.nodes[3]
     leaving.expect_dead = True
     await asyncio.to_thread(leaving.stop)
     assert leaving.node_id not in await page.evaluate("window.dhtPeer.rt()")
@@ -95,8 +87,8 @@ async def test_bye_both_ways(browser: Chromium, cluster: ProcCluster) -> None:
     while holders and time.monotonic() - stopped < 2.0:
         holders = []
         for i in range(3):
-            peers = {p["id"] for p in (await call(cluster, i, "peers"))["peers"]}
-            rt = await call(cluster, i, "dump")
+            peers = {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}
+            rt = await call(web_cluster, i, "dump")
             contacts = {c["id"] for b in rt["buckets"] for c in b["contacts"]}
             if bid in peers or bid in contacts:
                 holders.append(i)
