@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ from node.identity import Identity
 from node.ids import key_id
 from node.messages import Hello, Store
 from node.records import sign_record
-from signaling.server import SignalingServer
-from supervisor.chromium import Chromium, Page
-from tests.browser.conftest import WEB_ROOT
+from supervisor.chromium import Page
 
 pytestmark = pytest.mark.browser
 
@@ -107,18 +104,12 @@ JS_CHECK = """
 """
 
 
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with SignalingServer(web_root=WEB_ROOT) as server, Chromium() as browser:
-        yield await browser.open(f"http://127.0.0.1:{server.port}/lib/codec.js")
-
-
-async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
+async def test_js_matches_the_protocol_test_vectors(lib_page: Page) -> None:
     """Identities, DHT keys, owned-record addresses, every message (all 26 types) byte for byte
     (and its decoded tree), every signature payload and signature (mutable records included),
     every refusal and every tolerated HELLO."""
     v = vector_files()
-    out = await page.evaluate(f"{JS_CHECK}({json.dumps(v)})")
+    out = await lib_page.evaluate(f"{JS_CHECK}({json.dumps(v)})")
     assert out["identities"] == [
         [i["name"], i["public_key"], i["node_id"]] for i in v["identities"]["identities"]
     ]
@@ -142,7 +133,7 @@ async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
     assert out["accepted"] == [[x["name"], x["version"]] for x in v["invalid"]["accepted"]]
 
 
-async def test_js_encodes_what_python_decodes(page: Page) -> None:
+async def test_js_encodes_what_python_decodes(lib_page: Page) -> None:
     """Messages built and signed in JS decode in Python with valid signatures."""
     expr = """(async (seed) => {
       const codec = await import('/lib/codec.js');
@@ -160,7 +151,7 @@ async def test_js_encodes_what_python_decodes(page: Page) -> None:
         receiver: a.id, cid, sig: await a.sign(codec.helloPayload(a.id, cid))});
       return [c.hex(store), c.hex(hello)];
     })"""
-    store_hex, hello_hex = await page.evaluate(f"{expr}('{SEED_A.hex()}')")
+    store_hex, hello_hex = await lib_page.evaluate(f"{expr}('{SEED_A.hex()}')")
     store = codec.decode(bytes.fromhex(store_hex))
     assert isinstance(store, Store)
     assert store.rid == (1 << 64) - 1
@@ -192,7 +183,7 @@ def mutations(seed: int, per_message: int) -> list[str]:
     return out
 
 
-async def test_js_and_python_agree_on_damaged_messages(page: Page) -> None:
+async def test_js_and_python_agree_on_damaged_messages(lib_page: Page) -> None:
     """Accept/refuse decisions match on random damage, and JS throws nothing but DecodeError."""
     seed = int(os.environ.get("DHT_TEST_SEED", random.randrange(1 << 32)))
     print(f"seed {seed}")
@@ -205,7 +196,7 @@ async def test_js_and_python_agree_on_damaged_messages(page: Page) -> None:
         catch (e) { return e instanceof codec.DecodeError ? null : `${e.name}: ${e.message}`; }
       });
     })"""
-    results = await page.evaluate(f"{expr}({json.dumps(damaged)})")
+    results = await lib_page.evaluate(f"{expr}({json.dumps(damaged)})")
     for h, js in zip(damaged, results, strict=True):
         try:
             py: str | None = codec.encode(codec.decode(bytes.fromhex(h))).hex()
