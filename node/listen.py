@@ -1,6 +1,6 @@
 """Listen: push every new version of a key to the nodes that asked (sans-IO, ``now`` passed in).
 
-Two sides, both driven by ``DhtProtocol`` (wire messages 30–32, docs/wire/pers.md):
+Two sides, both driven by ``DhtProtocol`` (wire messages 30–32, docs/protocol.md §6.4):
 
 - **Holder** (``ListenTable``): a LISTEN(key, ttl) from a peer registers it as a listener of
   ``key`` until ``now + min(ttl, max_ttl)`` (``ttl`` 0 removes it). Whenever a record of ``key``

@@ -47,7 +47,7 @@ class MsgType(enum.IntEnum):
     # 26 reserved
     RECORD = 27
     REFUSED = 28
-    # 30-35: listen (docs/wire/pers.md)
+    # 30-35: listen (docs/protocol.md §6.4)
     LISTEN = 30
     LISTEN_ACK = 31
     NOTIFY = 32

@@ -16,8 +16,8 @@ key's current best record: a MUTABLE draft without an explicit seq takes the nex
 draft takes ``ts = max(now, highest ts seen + 1)`` — so a far-future ``ts`` accepted by holders
 (at most ``max_future_skew_ms`` ahead) never locks a later writer out.
 
-The byte layouts are in docs/protocol.md; the formats, addresses and validation of every kind
-are ``node.records`` (this module plans and signs writes).
+The byte layouts are docs/protocol.md §7.1 and §8; the formats, addresses and validation of
+every kind are ``node.records`` (this module plans and signs writes).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from signaling.server import SignalingServer
 from supervisor.chromium import BrowserError, Chromium, EvaluationError, Page
 from tests.support.procs import ProcCluster, proc_cluster, wait_for
 
@@ -55,6 +56,13 @@ async def browser() -> AsyncIterator[Chromium]:
         for page in b.pages:
             with contextlib.suppress(BrowserError, EvaluationError, TimeoutError):
                 await page.evaluate("window.dhtPeer && window.dhtPeer.stop()", timeout_s=5.0)
+
+
+@pytest.fixture
+async def lib_page() -> AsyncIterator[Page]:
+    """A page of ``web/lib`` served by a bare signaling server: for in-page module tests."""
+    async with SignalingServer(web_root=WEB_ROOT) as server, Chromium() as browser:
+        yield await browser.open(f"http://127.0.0.1:{server.port}/lib/codec.js")
 
 
 __all__ = ["call", "open_peer", "page_url", "wait_for"]

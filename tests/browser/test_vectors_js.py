@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ from node.identity import Identity
 from node.ids import key_id
 from node.messages import Hello, Store
 from node.records import sign_record
-from signaling.server import SignalingServer
-from supervisor.chromium import Chromium, Page
-from tests.browser.conftest import WEB_ROOT
+from supervisor.chromium import Page
 
 pytestmark = pytest.mark.browser
 
@@ -42,6 +39,7 @@ JS_CHECK = """
   const c = await import('/lib/crypto.js');
   const mp = await import('/lib/msgpack.js');
   const tree = (x) => {
+    if (x === null) return {nil: null};
     if (typeof x === 'boolean') return {bool: x};
     if (typeof x === 'number' || typeof x === 'bigint') return {int: x.toString()};
     if (typeof x === 'string') return {str: x};
@@ -49,7 +47,8 @@ JS_CHECK = """
     if (Array.isArray(x)) return {array: x.map(tree)};
     return {map: Object.entries(x).map(([k, y]) => [tree(k), tree(y)])};
   };
-  const out = {identities: [], keys: [], messages: [], signatures: [], invalid: [], accepted: []};
+  const out = {identities: [], keys: [], messages: [], signatures: [], invalid: [], accepted: [],
+               addresses: []};
   const ids = {};
   for (const i of v.identities.identities) {
     const id = await c.Identity.fromSeed(c.unhex(i.seed));
@@ -57,6 +56,12 @@ JS_CHECK = """
     out.identities.push([i.name, c.hex(id.publicKey), id.idHex]);
   }
   for (const k of v.identities.keys) out.keys.push([k.text, c.hex(await c.keyId(k.text))]);
+  for (const a of v.identities.addresses) {
+    const pre = a.name === 'mutable'
+      ? codec.mutableAddressPreimage(c.unhex(a.public_key), c.unhex(a.salt))
+      : codec.immutableAddressPreimage(c.unhex(a.data));
+    out.addresses.push([a.name, c.hex(pre), c.hex(await c.sha256(pre))]);
+  }
   const d = v.identities.distance;
   out.xor = c.hex(c.xor(c.unhex(d.a), c.unhex(d.b)));
   for (const m of v.messages.messages) {
@@ -73,6 +78,9 @@ JS_CHECK = """
     } else if (sv.name.startsWith('provider')) {
       payload = codec.providerPayload(c.unhex(f.topic), BigInt(f.ts), Number(f.port),
                                       f.leave === true || f.leave === 'true', c.unhex(f.meta));
+    } else if (sv.name === 'mutable_record') {
+      payload = codec.mutablePayload(c.unhex(f.key), c.unhex(f.salt), BigInt(f.seq), BigInt(f.ts),
+                                     c.unhex(f.data));
     } else if (sv.name === 'hello') {
       payload = codec.helloPayload(c.unhex(f.receiver), f.cid);
     } else {
@@ -96,22 +104,20 @@ JS_CHECK = """
 """
 
 
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with SignalingServer(web_root=WEB_ROOT) as server, Chromium() as browser:
-        yield await browser.open(f"http://127.0.0.1:{server.port}/lib/codec.js")
-
-
-async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
-    """Identities, DHT keys, every message byte for byte (and its decoded tree), every
-    signature payload and signature, every refusal and every tolerated HELLO."""
+async def test_js_matches_the_protocol_test_vectors(lib_page: Page) -> None:
+    """Identities, DHT keys, owned-record addresses, every message (all 26 types) byte for byte
+    (and its decoded tree), every signature payload and signature (mutable records included),
+    every refusal and every tolerated HELLO."""
     v = vector_files()
-    out = await page.evaluate(f"{JS_CHECK}({json.dumps(v)})")
+    out = await lib_page.evaluate(f"{JS_CHECK}({json.dumps(v)})")
     assert out["identities"] == [
         [i["name"], i["public_key"], i["node_id"]] for i in v["identities"]["identities"]
     ]
     assert out["keys"] == [[k["text"], k["key"]] for k in v["identities"]["keys"]]
     assert out["xor"] == v["identities"]["distance"]["xor"]
+    assert out["addresses"] == [
+        [a["name"], a["preimage"], a["key"]] for a in v["identities"]["addresses"]
+    ]
     expected = v["messages"]["messages"]
     assert [m["name"] for m in out["messages"]] == [m["name"] for m in expected]
     for got, want in zip(out["messages"], expected, strict=True):
@@ -127,7 +133,7 @@ async def test_js_matches_the_protocol_test_vectors(page: Page) -> None:
     assert out["accepted"] == [[x["name"], x["version"]] for x in v["invalid"]["accepted"]]
 
 
-async def test_js_encodes_what_python_decodes(page: Page) -> None:
+async def test_js_encodes_what_python_decodes(lib_page: Page) -> None:
     """Messages built and signed in JS decode in Python with valid signatures."""
     expr = """(async (seed) => {
       const codec = await import('/lib/codec.js');
@@ -145,7 +151,7 @@ async def test_js_encodes_what_python_decodes(page: Page) -> None:
         receiver: a.id, cid, sig: await a.sign(codec.helloPayload(a.id, cid))});
       return [c.hex(store), c.hex(hello)];
     })"""
-    store_hex, hello_hex = await page.evaluate(f"{expr}('{SEED_A.hex()}')")
+    store_hex, hello_hex = await lib_page.evaluate(f"{expr}('{SEED_A.hex()}')")
     store = codec.decode(bytes.fromhex(store_hex))
     assert isinstance(store, Store)
     assert store.rid == (1 << 64) - 1
@@ -177,7 +183,7 @@ def mutations(seed: int, per_message: int) -> list[str]:
     return out
 
 
-async def test_js_and_python_agree_on_damaged_messages(page: Page) -> None:
+async def test_js_and_python_agree_on_damaged_messages(lib_page: Page) -> None:
     """Accept/refuse decisions match on random damage, and JS throws nothing but DecodeError."""
     seed = int(os.environ.get("DHT_TEST_SEED", random.randrange(1 << 32)))
     print(f"seed {seed}")
@@ -190,7 +196,7 @@ async def test_js_and_python_agree_on_damaged_messages(page: Page) -> None:
         catch (e) { return e instanceof codec.DecodeError ? null : `${e.name}: ${e.message}`; }
       });
     })"""
-    results = await page.evaluate(f"{expr}({json.dumps(damaged)})")
+    results = await lib_page.evaluate(f"{expr}({json.dumps(damaged)})")
     for h, js in zip(damaged, results, strict=True):
         try:
             py: str | None = codec.encode(codec.decode(bytes.fromhex(h))).hex()

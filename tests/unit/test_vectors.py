@@ -5,7 +5,9 @@ The JavaScript peer checks the same files (web/); both sides therefore agree byt
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -14,8 +16,8 @@ import pytest
 from node import codec
 from node.identity import Identity, verify
 from node.ids import node_id_from_public_key
-from node.messages import PROTOCOL_VERSION, Hello
-from node.records import validate_provider, validate_record
+from node.messages import PROTOCOL_VERSION, Hello, MsgType, RecordValue
+from node.records import RecordKind, validate_owned, validate_provider, validate_record
 from tests.vectors import make_vectors as mv
 
 
@@ -32,7 +34,7 @@ def test_the_committed_files_are_what_the_generator_makes(name: str) -> None:
 
 def test_every_message_type_has_a_vector() -> None:
     types = {m["type"] for m in load("messages.json")["messages"]}
-    assert types == set(range(16))
+    assert types == {int(t) for t in MsgType}
     assert load("messages.json")["protocol_version"] == list(PROTOCOL_VERSION)
 
 
@@ -68,6 +70,27 @@ def test_signatures_verify_and_match_the_records_in_the_messages() -> None:
     assert value.record.sig.hex() == sigs["record"]  # type: ignore[union-attr]
     assert isinstance(hello, Hello)
     assert hello.sig.hex() == sigs["hello"]
+
+
+def test_owned_records_validate_and_match_their_addresses() -> None:
+    by_name = {
+        m["name"]: codec.decode(bytes.fromhex(m["hex"])) for m in load("messages.json")["messages"]
+    }
+    sigs = {s["name"]: s for s in load("signatures.json")["signatures"]}
+    addresses = {x["name"]: x for x in load("identities.json")["addresses"]}
+    for name, kind in (("mutable", RecordKind.MUTABLE), ("immutable", RecordKind.IMMUTABLE)):
+        msg = by_name[f"record_{name}"]
+        assert isinstance(msg, RecordValue)
+        rec = msg.record
+        assert rec.kind is kind
+        assert validate_owned(rec, mv.TS_MS, 32768, 300_000) is None, name
+        assert rec.key.hex() == addresses[name]["key"]
+        assert hashlib.sha256(bytes.fromhex(addresses[name]["preimage"])).digest() == rec.key
+    mutable = by_name["record_mutable"].record  # type: ignore[union-attr]
+    assert mutable.sig.hex() == sigs["mutable_record"]["sig"]
+    assert validate_owned(replace(mutable, seq=mutable.seq + 1), mv.TS_MS, 32768, 300_000) == (
+        "bad signature"
+    )
 
 
 @pytest.mark.parametrize("vector", load("invalid.json")["invalid"], ids=lambda v: v["name"])

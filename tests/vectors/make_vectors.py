@@ -6,7 +6,8 @@ Everything is derived from fixed Ed25519 seeds and fixed field values, and Ed255
 deterministic, so the output never changes unless the protocol does; ``tests/unit/test_vectors.py``
 regenerates it and compares with the committed files. Values are written in a tagged JSON form that
 loses nothing (64-bit integers as decimal strings): ``{"bin": hex}``, ``{"str": text}``,
-``{"int": "decimal"}``, ``{"bool": b}``, ``{"array": [...]}``, ``{"map": [[key, value], ...]}``.
+``{"int": "decimal"}``, ``{"bool": b}``, ``{"nil": null}``, ``{"array": [...]}``,
+``{"map": [[key, value], ...]}``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ from node import messages as wire
 from node.connections import SIGNAL_PAYLOAD_VERSION
 from node.hello import hello_payload
 from node.identity import DOMAIN_SIGNALING, Identity
+from node.ids import NodeId
 from node.messages import PROTOCOL_VERSION
 from node.records import (
+    DOMAIN_ADDRESS,
+    DOMAIN_IMMUTABLE,
+    _mutable_payload,
     _provider_payload,
     _record_payload,
+    immutable_record,
+    sign_mutable,
     sign_provider,
     sign_record,
 )
@@ -41,11 +48,15 @@ BIG_RID = 0xFEDCBA9876543210  # above 2**53: a JavaScript Number cannot hold it
 SMALL_RID = 7
 CID = "0123456789abcdef"
 NONCE = bytes([0xA5]) * 32
+SALT = b"profile"
+SEQ = 3
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
 def tag(v: Any) -> Any:
     """The tagged JSON form of an unpacked msgpack value."""
+    if v is None:
+        return {"nil": None}
     if isinstance(v, bool):
         return {"bool": v}
     if isinstance(v, int):
@@ -76,6 +87,8 @@ def build() -> dict[str, Any]:
     record = sign_record(a, key, b"world", TS_MS)
     provider = sign_provider(a, topic, TS_MS, 8080, b'{"name":"a"}')
     leave = sign_provider(a, topic, TS_MS + 1, 0, b"", leave=True)
+    mutable = sign_mutable(a, SALT, SEQ, TS_MS, b"v3")
+    immutable = immutable_record(b"forever")
     signal_payload = msgpack.packb(
         {"v": SIGNAL_PAYLOAD_VERSION, "t": "offer", "cid": CID, "sdp": SDP}, use_bin_type=True
     )
@@ -102,6 +115,21 @@ def build() -> dict[str, Any]:
         ("announce_ack", wire.AnnounceAck(SMALL_RID, True, "stored")),
         ("get_peers", wire.GetPeers(SMALL_RID, topic)),
         ("peers", wire.Peers(SMALL_RID, (provider, leave), (b.node_id,))),
+        ("find_node_store", wire.FindNodeStore(BIG_RID, NodeId(key), record)),
+        ("nodes_ack", wire.NodesAck(BIG_RID, True, "stored", (b.node_id,))),
+        ("nodes_ack_not_closest", wire.NodesAck(SMALL_RID, False, wire.NOT_CLOSEST, ())),
+        ("bye", wire.Bye()),
+        ("put_mutable", wire.Put(BIG_RID, mutable, SEQ - 1, False)),
+        ("put_immutable", wire.Put(SMALL_RID, immutable, None, True)),
+        ("put_ack", wire.PutAck(BIG_RID, True, "stored", SEQ)),
+        ("put_ack_refused", wire.PutAck(SMALL_RID, False, "unsupported", 0)),
+        ("record_mutable", wire.RecordValue(BIG_RID, mutable, (b.node_id,))),
+        ("record_immutable", wire.RecordValue(SMALL_RID, immutable, ())),
+        ("refused", wire.Refused(SMALL_RID, "rate_limited")),
+        ("listen", wire.Listen(BIG_RID, key, 60)),
+        ("listen_ack", wire.ListenAck(BIG_RID, True, 60)),
+        ("listen_ack_refused", wire.ListenAck(SMALL_RID, False, 0)),
+        ("notify", wire.Notify(record)),
     ]
     messages = []
     for name, m in msgs:
@@ -122,6 +150,21 @@ def build() -> dict[str, Any]:
             for name, seed, ident in (("a", SEED_A, a), ("b", SEED_B, b))
         ],
         "keys": [{"text": t, "key": key_of(t).hex()} for t in ("hello", "chat", "", "héllo")],
+        "addresses": [
+            {
+                "name": "mutable",
+                "public_key": a.public_key.hex(),
+                "salt": SALT.hex(),
+                "preimage": (DOMAIN_ADDRESS + a.public_key + SALT).hex(),
+                "key": mutable.key.hex(),
+            },
+            {
+                "name": "immutable",
+                "data": b"forever".hex(),
+                "preimage": (DOMAIN_IMMUTABLE + b"forever").hex(),
+                "key": immutable.key.hex(),
+            },
+        ],
         "distance": {
             "a": a.node_id.hex(),
             "b": b.node_id.hex(),
@@ -166,6 +209,19 @@ def build() -> dict[str, Any]:
                 "sig": leave.sig.hex(),
             },
             {
+                "name": "mutable_record",
+                "signer": "a",
+                "fields": {
+                    "key": mutable.key.hex(),
+                    "salt": SALT.hex(),
+                    "seq": str(SEQ),
+                    "ts": str(TS_MS),
+                    "data": b"v3".hex(),
+                },
+                "payload": _mutable_payload(mutable.key, SALT, SEQ, TS_MS, b"v3").hex(),
+                "sig": mutable.sig.hex(),
+            },
+            {
                 "name": "hello",
                 "signer": "a",
                 "fields": {"receiver": b.node_id.hex(), "cid": CID},
@@ -182,7 +238,7 @@ def build() -> dict[str, Any]:
         ],
     }
 
-    def pk(obj: list[Any]) -> str:
+    def pk(obj: Any) -> str:
         return str(msgpack.packb(obj, use_bin_type=True).hex())
 
     pub, sig, rid = a.public_key, hello.sig, SMALL_RID
@@ -209,6 +265,28 @@ def build() -> dict[str, Any]:
                 "name": "provider_port_70000",
                 "hex": pk([12, rid, [topic, 1, 70000, False, b"", pub, sig]]),
             },
+            {"name": "bye_with_a_field", "hex": pk([20, rid])},
+            {"name": "nodes_ack_ok_is_int", "hex": pk([17, rid, [], 1, "stored"])},
+            {
+                "name": "put_open_record_layout",
+                "hex": pk([24, rid, [key, b"", 1, pub, sig], None, False]),
+            },
+            {
+                "name": "put_kind_3",
+                "hex": pk([24, rid, [3, key, b"", 0, 0, b"", b"", b""], None, False]),
+            },
+            {
+                "name": "put_cas_is_str",
+                "hex": pk([24, rid, [2, key, b"", 0, 0, b"", b"", b""], "1", False]),
+            },
+            {
+                "name": "put_salt_65_bytes",
+                "hex": pk([24, rid, [1, key, b"", 1, 1, bytes(65), pub, sig], None, False]),
+            },
+            {"name": "listen_ttl_3601", "hex": pk([30, rid, key, 3601])},
+            {"name": "refused_reason_is_bin", "hex": pk([28, rid, b"rate_limited"])},
+            {"name": "notify_with_rid", "hex": pk([32, rid, [key, b"", 1, pub, sig]])},
+            {"name": "type_21_reserved", "hex": pk([21, rid])},
             {"name": "truncated", "hex": codec.encode(wire.Ping(BIG_RID))[:-1].hex()},
         ],
         "accepted": [

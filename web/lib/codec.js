@@ -3,13 +3,20 @@
 // throws DecodeError for anything else, like node/codec.py. Request ids (rid, sid) are BigInt.
 
 import { pack, unpack, MsgpackError } from "./msgpack.js";
-import { concat, utf8, u64be, u32be, DOMAIN_RECORD, DOMAIN_PROVIDER, DOMAIN_HELLO } from "./crypto.js";
+import {
+  concat, utf8, u64be, u32be, DOMAIN_RECORD, DOMAIN_PROVIDER, DOMAIN_HELLO, DOMAIN_MUTABLE,
+  DOMAIN_ADDRESS, DOMAIN_IMMUTABLE,
+} from "./crypto.js";
 
 export const MsgType = Object.freeze({
   HELLO: 0, PING: 1, PONG: 2, FIND_NODE: 3, NODES: 4, FIND_VALUE: 5, VALUE: 6, STORE: 7,
   STORE_ACK: 8, HAS_VALUE: 9, HAS_VALUE_ACK: 10, SIGNAL: 11, ANNOUNCE: 12, ANNOUNCE_ACK: 13,
-  GET_PEERS: 14, PEERS: 15,
+  GET_PEERS: 14, PEERS: 15, FIND_NODE_STORE: 16, NODES_ACK: 17, BYE: 20, PUT: 24, PUT_ACK: 25,
+  RECORD: 27, REFUSED: 28, LISTEN: 30, LISTEN_ACK: 31, NOTIFY: 32,
 });
+// Record kinds (typed records of PUT and RECORD); open records travel as 5-field arrays.
+export const RecordKind = Object.freeze({ OPEN: 0, MUTABLE: 1, IMMUTABLE: 2 });
+export const NOT_CLOSEST = "not_closest";
 export const TYPE_NAMES = Object.fromEntries(Object.entries(MsgType).map(([k, v]) => [v, k]));
 
 export const MAX_MESSAGE_BYTES = 60 * 1024;
@@ -20,6 +27,8 @@ export const MAX_PROVIDERS_PER_MESSAGE = 64;
 export const MAX_REASON_CHARS = 200;
 export const MAX_CID_CHARS = 64;
 export const MAX_SIGNAL_PAYLOAD_BYTES = 32 * 1024;
+export const MAX_SALT_BYTES = 64;
+export const MAX_LISTEN_TTL_S = 3600;
 export const PROTOCOL_VERSION = [1, 0];
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -40,9 +49,27 @@ export function helloPayload(receiver, cid) {
   return concat(utf8(DOMAIN_HELLO), receiver, utf8(cid));
 }
 
+export function mutablePayload(key, salt, seq, ts, data) {
+  return concat(utf8(DOMAIN_MUTABLE), key, new Uint8Array([salt.length]), salt, u64be(seq),
+    u64be(ts), data);
+}
+
+/** The preimage of a MUTABLE record's address (its key is SHA-256 of this). */
+export function mutableAddressPreimage(publicKey, salt) {
+  return concat(utf8(DOMAIN_ADDRESS), publicKey, salt);
+}
+
+/** The preimage of an IMMUTABLE record's address (its key is SHA-256 of this). */
+export function immutableAddressPreimage(data) {
+  return concat(utf8(DOMAIN_IMMUTABLE), data);
+}
+
 // -- encoding -----------------------------------------------------------------------------------
 
 const rec = (r) => [r.key, r.data, r.ts, r.publicKey, r.sig];
+const trec = (r) => [r.kind ?? RecordKind.OPEN, r.key, r.data, r.ts, r.seq ?? 0, r.salt ?? new Uint8Array(0),
+  r.publicKey, r.sig];
+const reason = (m) => m.reason.slice(0, MAX_REASON_CHARS);
 const prov = (p) => [p.topic, p.ts, p.port, p.leave, p.meta, p.publicKey, p.sig];
 
 function fields(m) {
@@ -54,14 +81,23 @@ function fields(m) {
     case MsgType.FIND_VALUE: return [m.rid, m.key];
     case MsgType.VALUE: return [m.rid, rec(m.record), m.nodes];
     case MsgType.STORE: return [m.rid, rec(m.record), m.cached];
-    case MsgType.STORE_ACK: case MsgType.ANNOUNCE_ACK:
-      return [m.rid, m.ok, m.reason.slice(0, MAX_REASON_CHARS)];
+    case MsgType.STORE_ACK: case MsgType.ANNOUNCE_ACK: return [m.rid, m.ok, reason(m)];
     case MsgType.HAS_VALUE: return [m.rid, m.key, m.ts, m.pub];
     case MsgType.HAS_VALUE_ACK: return [m.rid, m.has];
     case MsgType.SIGNAL: return [m.sid, m.source, m.target, m.hopsLeft, m.payload];
     case MsgType.ANNOUNCE: return [m.rid, prov(m.provider)];
     case MsgType.GET_PEERS: return [m.rid, m.topic];
     case MsgType.PEERS: return [m.rid, m.providers.map(prov), m.nodes];
+    case MsgType.FIND_NODE_STORE: return [m.rid, m.target, rec(m.record)];
+    case MsgType.NODES_ACK: return [m.rid, m.nodes, m.ok, reason(m)];
+    case MsgType.BYE: return [];
+    case MsgType.PUT: return [m.rid, trec(m.record), m.cas ?? null, m.cached];
+    case MsgType.PUT_ACK: return [m.rid, m.ok, reason(m), m.seq];
+    case MsgType.RECORD: return [m.rid, trec(m.record), m.nodes];
+    case MsgType.REFUSED: return [m.rid, reason(m)];
+    case MsgType.LISTEN: return [m.rid, m.key, m.ttlS];
+    case MsgType.LISTEN_ACK: return [m.rid, m.ok, m.ttlS];
+    case MsgType.NOTIFY: return [rec(m.record)];
     default: throw new Error(`not a message type: ${m.type}`);
   }
 }
@@ -134,6 +170,24 @@ function record(v) {
   };
 }
 
+function typedRecord(v) {
+  if (!Array.isArray(v) || v.length !== 8) {
+    throw new DecodeError("record: expected [kind, key, data, ts, seq, salt, public_key, sig]");
+  }
+  return {
+    kind: int(v[0], "record kind", 0, RecordKind.IMMUTABLE),
+    key: bin(v[1], "record key", 32, true),
+    data: bin(v[2], "record data", MAX_RECORD_DATA_BYTES),
+    ts: tsValue(v[3], "record ts"),
+    seq: tsValue(v[4], "record seq"),
+    salt: bin(v[5], "record salt", MAX_SALT_BYTES),
+    publicKey: bin(v[6], "record public key", 32),
+    sig: bin(v[7], "record sig", 64),
+  };
+}
+
+function optU64(v, what) { return v === null ? null : u64(v, what); }
+
 function provider(v) {
   if (!Array.isArray(v) || v.length !== 7) {
     throw new DecodeError("provider: expected [topic, ts, port, leave, meta, public_key, sig]");
@@ -202,6 +256,27 @@ const DECODERS = {
   })],
   [T.GET_PEERS]: [[2], (f) => ({ rid: u64(f[0], "rid"), topic: bin(f[1], "topic", 32, true) })],
   [T.PEERS]: [[3], (f) => ({ rid: u64(f[0], "rid"), providers: providers(f[1]), nodes: ids(f[2]) })],
+  [T.FIND_NODE_STORE]: [[3], (f) => ({ rid: u64(f[0], "rid"), target: id(f[1], "target"), record: record(f[2]) })],
+  [T.NODES_ACK]: [[4], (f) => ({
+    rid: u64(f[0], "rid"), nodes: ids(f[1]), ok: bool(f[2], "ok"), reason: str(f[3], "reason", MAX_REASON_CHARS),
+  })],
+  [T.BYE]: [[0], () => ({})],
+  [T.PUT]: [[4], (f) => ({
+    rid: u64(f[0], "rid"), record: typedRecord(f[1]), cas: optU64(f[2], "cas"), cached: bool(f[3], "cached"),
+  })],
+  [T.PUT_ACK]: [[4], (f) => ({
+    rid: u64(f[0], "rid"), ok: bool(f[1], "ok"), reason: str(f[2], "reason", MAX_REASON_CHARS),
+    seq: tsValue(f[3], "seq"),
+  })],
+  [T.RECORD]: [[3], (f) => ({ rid: u64(f[0], "rid"), record: typedRecord(f[1]), nodes: ids(f[2]) })],
+  [T.REFUSED]: [[2], (f) => ({ rid: u64(f[0], "rid"), reason: str(f[1], "reason", MAX_REASON_CHARS) })],
+  [T.LISTEN]: [[3], (f) => ({
+    rid: u64(f[0], "rid"), key: bin(f[1], "key", 32, true), ttlS: int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S),
+  })],
+  [T.LISTEN_ACK]: [[3], (f) => ({
+    rid: u64(f[0], "rid"), ok: bool(f[1], "ok"), ttlS: int(f[2], "ttl_s", 0, MAX_LISTEN_TTL_S),
+  })],
+  [T.NOTIFY]: [[1], (f) => ({ record: record(f[0]) })],
 };
 
 /** Decode one wire message or throw DecodeError. */

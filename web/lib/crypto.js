@@ -5,6 +5,9 @@ export const DOMAIN_RECORD = "webrtc-dht/record/v1\0";
 export const DOMAIN_PROVIDER = "webrtc-dht/provider/v1\0";
 export const DOMAIN_HELLO = "webrtc-dht/hello/v1\0";
 export const DOMAIN_SIGNALING = "webrtc-dht/signaling-register/v1\0";
+export const DOMAIN_MUTABLE = "webrtc-dht/mutable/v1\0";
+export const DOMAIN_ADDRESS = "webrtc-dht/address/v1\0";
+export const DOMAIN_IMMUTABLE = "webrtc-dht/immutable/v1\0";
 
 const enc = new TextEncoder();
 const subtle = () => {

@@ -5,6 +5,7 @@
 
 import { MsgType } from "./codec.js";
 import { compareBytes, hex, xor } from "./crypto.js";
+import { compareRecords } from "./records-order.js";
 
 const VALUE_GRACE_MS = 50;
 
@@ -12,7 +13,8 @@ const VALUE_GRACE_MS = 50;
  * @param peer the DhtPeer (request(), table, identity, options)
  * @param target 32-byte key
  * @param type MsgType.FIND_NODE | FIND_VALUE | GET_PEERS
- * @param opts {accept(record) -> Promise<bool>, acceptProvider(p) -> Promise<bool>}
+ * @param opts {accept(record) -> Promise<bool> (VALUE), acceptOwned(record) -> Promise<bool>
+ *   (RECORD), acceptProvider(p) -> Promise<bool>}
  * @returns {closest: [id bytes], record, providers: [provider]}
  */
 export function lookup(peer, target, type, opts) {
@@ -66,12 +68,9 @@ export function lookup(peer, target, type, opts) {
       } else {
         c.state = "ok";
         for (const id of r.nodes) add(id, c.h);
-        if (r.type === MsgType.VALUE && (await opts.accept(r.record))) {
-          if (!record || r.record.ts > record.ts
-            || (r.record.ts === record.ts && compareBytes(r.record.pub, record.pub) > 0)) {
-            record = r.record;
-          }
-        }
+        const valid = r.type === MsgType.VALUE ? await opts.accept(r.record)
+          : r.type === MsgType.RECORD ? await opts.acceptOwned(r.record) : false;
+        if (valid && (!record || compareRecords(r.record, record) > 0)) record = r.record;
         if (r.type === MsgType.PEERS) {
           for (const p of r.providers) if (await opts.acceptProvider(p)) providers.push(p);
         }

@@ -1,19 +1,23 @@
 // A full DHT peer in the browser: joins through the signaling server, keeps a Kademlia routing
 // table, answers every request a node may send (PING, FIND_NODE, FIND_VALUE, STORE, HAS_VALUE,
-// ANNOUNCE, GET_PEERS), relays SIGNALs so nodes can dial it over the DHT, and offers get, store,
-// announce and lookup. Wire format and rules: docs/protocol.md; page API: docs/browser.md.
+// ANNOUNCE, GET_PEERS, FIND_NODE_STORE; PUT and LISTEN with a refusal: it holds no owned records
+// and pushes nothing), relays SIGNALs so nodes can dial it over the DHT, says BYE when stopped,
+// and offers get, store, announce and lookup. Wire format and rules: docs/protocol.md; page API:
+// docs/browser.md.
 
 import {
-  decode, encode, MsgType, TYPE_NAMES, DecodeError, recordPayload, providerPayload,
+  decode, encode, MsgType, TYPE_NAMES, DecodeError, recordPayload, providerPayload, NOT_CLOSEST,
   MAX_RECORD_DATA_BYTES, MAX_PROVIDERS_PER_MESSAGE,
 } from "./codec.js";
 import {
-  Identity, compareBytes, equalBytes, hex, keyId, randomU64, sha256, unhex, utf8, verify, xor,
+  Identity, compareBytes, equalBytes, hex, keyId, randomU64, unhex, utf8, xor,
 } from "./crypto.js";
 import { Connections } from "./connections.js";
 import { RoutingTable } from "./routing.js";
 import { SignalingClient } from "./signaling.js";
 import { lookup } from "./lookup.js";
+import { compareRecords } from "./records-order.js";
+import { validateOwned, validateProvider, validateRecord } from "./validate.js";
 
 export const DEFAULTS = Object.freeze({
   k: 20,
@@ -38,18 +42,23 @@ export const DEFAULTS = Object.freeze({
 });
 const MAX_EVENTS = 1000;
 const SIGNAL_DEDUP_MAX = 4096;
+const BYE_FLUSH_MS = 200; // time for the BYEs to leave before the links close
+const R = MsgType.REFUSED; // any request may be refused (the sender is over its rate)
 const RESPONSE_TYPES = {
-  [MsgType.PING]: [MsgType.PONG],
-  [MsgType.FIND_NODE]: [MsgType.NODES],
-  [MsgType.FIND_VALUE]: [MsgType.VALUE, MsgType.NODES],
-  [MsgType.STORE]: [MsgType.STORE_ACK],
-  [MsgType.HAS_VALUE]: [MsgType.HAS_VALUE_ACK],
-  [MsgType.ANNOUNCE]: [MsgType.ANNOUNCE_ACK],
-  [MsgType.GET_PEERS]: [MsgType.PEERS],
+  [MsgType.PING]: [MsgType.PONG, R],
+  [MsgType.FIND_NODE]: [MsgType.NODES, R],
+  [MsgType.FIND_VALUE]: [MsgType.VALUE, MsgType.NODES, MsgType.RECORD, R],
+  [MsgType.STORE]: [MsgType.STORE_ACK, R],
+  [MsgType.HAS_VALUE]: [MsgType.HAS_VALUE_ACK, R],
+  [MsgType.ANNOUNCE]: [MsgType.ANNOUNCE_ACK, R],
+  [MsgType.GET_PEERS]: [MsgType.PEERS, R],
+  [MsgType.FIND_NODE_STORE]: [MsgType.NODES_ACK, R],
+  [MsgType.PUT]: [MsgType.PUT_ACK, R],
+  [MsgType.LISTEN]: [MsgType.LISTEN_ACK, R],
 };
 
 const utf8Decoder = new TextDecoder();
-const better = (a, b) => !b || a.ts > b.ts || (a.ts === b.ts && compareBytes(a.pub, b.pub) > 0);
+const better = (a, b) => !b || compareRecords(a, b) > 0;
 
 export class DhtPeer {
   constructor(options = {}) {
@@ -68,7 +77,8 @@ export class DhtPeer {
     this.listeners = new Set();
     this.stats = {
       messages_in: {}, messages_out: {}, lookups: 0, requests_failed: 0,
-      dropped_malformed: 0, dropped_unexpected: 0, records_rejected: 0,
+      dropped_malformed: 0, dropped_unexpected: 0, records_rejected: 0, requests_refused: 0,
+      byes_received: 0,
     };
     this.timers = [];
     this.started = Date.now();
@@ -139,12 +149,17 @@ export class DhtPeer {
     this.emit("node.joined", { peers: this.conns.links.size, routing_table_size: this.table.size });
   }
 
-  stop() {
+  /** Leave: say BYE on every open link, give it `BYE_FLUSH_MS` to leave, then close. */
+  async stop() {
+    if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.conns?.closeAll();
     this.signaling?.close();
+    const links = this.conns ? [...this.conns.links.values()] : [];
+    for (const link of links) this.conns.sendOn(link, encode({ type: MsgType.BYE }));
+    if (links.length) await new Promise((resolve) => { setTimeout(resolve, BYE_FLUSH_MS); });
+    this.conns?.closeAll();
   }
 
   // == links =====================================================================================
@@ -228,6 +243,12 @@ export class DhtPeer {
     this.send(peerId, { ...msg, rid });
     const r = await reply;
     if (!r) this.requestFailed(peerHex);
+    if (r && r.type === MsgType.REFUSED) {
+      // Over the peer's rate: this request failed, the peer is alive (no failure counted).
+      this.stats.requests_refused += 1;
+      this.log(`${TYPE_NAMES[msg.type]} refused by ${peerHex.slice(0, 8)}: ${r.reason}`);
+      return null;
+    }
     return r;
   }
 
@@ -258,13 +279,15 @@ export class DhtPeer {
     }
     const name = TYPE_NAMES[msg.type];
     this.stats.messages_in[name] = (this.stats.messages_in[name] || 0) + 1;
-    this.heard(link.peerId);
+    if (msg.type !== MsgType.BYE) this.heard(link.peerId);
     if (RESPONSE_TYPES[msg.type]) {
       this.answer(link, msg).catch((e) => this.log(`answering ${name} failed: ${e.message}`));
     } else if (msg.type === MsgType.SIGNAL) {
       this.onSignal(link, msg);
-    } else if (msg.type === MsgType.HELLO) {
-      this.stats.dropped_unexpected += 1;
+    } else if (msg.type === MsgType.BYE) {
+      this.onBye(link);
+    } else if (msg.type === MsgType.HELLO || msg.type === MsgType.NOTIFY) {
+      this.stats.dropped_unexpected += 1; // a second HELLO; a push for a key we never listened to
     } else {
       const key = msg.rid.toString();
       const p = this.pending.get(key);
@@ -274,6 +297,13 @@ export class DhtPeer {
       }
       this.settle(key, msg);
     }
+  }
+
+  /** The peer leaves on purpose: out of the table now, its pending requests fail, link closed. */
+  onBye(link) {
+    this.stats.byes_received += 1;
+    if (this.table.remove(link.peerHex)) this.emit("contact.removed", { peer: link.peerHex, reason: "left" });
+    this.conns.drop(link, "left"); // linkDown settles the requests pending at it
   }
 
   // == serving ===================================================================================
@@ -294,23 +324,32 @@ export class DhtPeer {
         if (!held) return this.send(link.peerId, { type: MsgType.NODES, rid, nodes });
         return this.send(link.peerId, { type: MsgType.VALUE, rid, record: held, nodes });
       }
-      case MsgType.STORE: {
-        const reason = await this.validateRecord(msg.record);
-        if (reason) {
+      case MsgType.STORE:
+        return this.send(link.peerId, { type: MsgType.STORE_ACK, rid, ...(await this.storeRecord(msg.record, msg.cached, asker)) });
+      case MsgType.FIND_NODE_STORE: {
+        const nodes = this.closestTo(msg.target, asker);
+        let ack;
+        if (!equalBytes(msg.record.key, msg.target)) {
           this.stats.records_rejected += 1;
-          return this.send(link.peerId, { type: MsgType.STORE_ACK, rid, ok: false, reason });
+          ack = { ok: false, reason: "record for another key" };
+        } else if (!this.amongClosest(msg.target)) {
+          ack = { ok: false, reason: NOT_CLOSEST };
+        } else {
+          ack = await this.storeRecord(msg.record, false, asker);
         }
-        const result = this.putRecord(msg.record, msg.cached);
-        if (result === "stored") this.emit("record.stored", { key: hex(msg.record.key), from: asker, cached: msg.cached });
-        return this.send(link.peerId, { type: MsgType.STORE_ACK, rid, ok: result !== "older", reason: result });
+        return this.send(link.peerId, { type: MsgType.NODES_ACK, rid, nodes, ...ack });
       }
+      case MsgType.PUT: // owned records are not held here (docs/browser.md)
+        return this.send(link.peerId, { type: MsgType.PUT_ACK, rid, ok: false, reason: "unsupported", seq: 0 });
+      case MsgType.LISTEN: // no pushes from a browser peer: refused (LISTEN_ACK has no reason)
+        return this.send(link.peerId, { type: MsgType.LISTEN_ACK, rid, ok: false, ttlS: 0 });
       case MsgType.HAS_VALUE: {
         const held = this.localRecord(msg.key);
         const has = !!held && (held.ts > msg.ts || (held.ts === msg.ts && compareBytes(held.pub, msg.pub) >= 0));
         return this.send(link.peerId, { type: MsgType.HAS_VALUE_ACK, rid, has });
       }
       case MsgType.ANNOUNCE: {
-        const reason = await this.validateProvider(msg.provider);
+        const reason = await validateProvider(this.options.maxFutureSkewMs, msg.provider);
         if (reason) {
           this.stats.records_rejected += 1;
           return this.send(link.peerId, { type: MsgType.ANNOUNCE_ACK, rid, ok: false, reason });
@@ -327,28 +366,26 @@ export class DhtPeer {
     }
   }
 
-  // == records ===================================================================================
-
-  async validateRecord(r) {
-    if (r.data.length > MAX_RECORD_DATA_BYTES) return "data too large";
-    if (r.ts > Date.now() + this.options.maxFutureSkewMs) return "timestamp too far in the future";
-    if (!(await verify(r.publicKey, r.sig, recordPayload(r.key, r.ts, r.data)))) return "bad signature";
-    r.pub = await sha256(r.publicKey);
-    return null;
+  /** Fewer than k contacts of ours are closer to `key` than we are (node/responder.py). */
+  amongClosest(key) {
+    const closest = this.table.closest(key, this.options.k);
+    if (closest.length < this.options.k) return true;
+    return compareBytes(xor(this.identity.id, key), xor(closest[closest.length - 1], key)) < 0;
   }
 
-  async validateProvider(p) {
-    if (p.ts > Date.now() + this.options.maxFutureSkewMs) return "timestamp too far in the future";
-    if (p.meta.length) {
-      try { JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(p.meta)); } catch {
-        return "metadata is not JSON";
-      }
+  /** Validate and keep an open record as a STORE does: the ack's {ok, reason}. */
+  async storeRecord(record, cached, asker) {
+    const reason = await validateRecord(this.options.maxFutureSkewMs, record);
+    if (reason) {
+      this.stats.records_rejected += 1;
+      return { ok: false, reason };
     }
-    const payload = providerPayload(p.topic, p.ts, p.port, p.leave, p.meta);
-    if (!(await verify(p.publicKey, p.sig, payload))) return "bad signature";
-    p.node = await sha256(p.publicKey);
-    return null;
+    const result = this.putRecord(record, cached);
+    if (result === "stored") this.emit("record.stored", { key: hex(record.key), from: asker, cached });
+    return { ok: result !== "older", reason: result };
   }
+
+  // == records ===================================================================================
 
   localRecord(key) {
     const held = this.records.get(hex(key));
@@ -471,17 +508,20 @@ export class DhtPeer {
   }
 
   /** The best record under `keyText`: {found, value (bytes), ts, publisher}. */
-  async get(keyText) {
-    const key = await keyId(keyText);
+  async get(keyText) { return this.getAt(await keyId(keyText)); }
+
+  /** The best record at a raw 32-byte address: open (VALUE) or owned (RECORD, verified). */
+  async getAt(key) {
     this.stats.lookups += 1;
     const r = await lookup(this, key, MsgType.FIND_VALUE, {
-      accept: async (record) => equalBytes(record.key, key) && !(await this.validateRecord(record)),
+      accept: async (record) => equalBytes(record.key, key) && !(await validateRecord(this.options.maxFutureSkewMs, record)),
+      acceptOwned: async (record) => equalBytes(record.key, key) && !(await validateOwned(this.options.maxFutureSkewMs, record)),
     });
     let best = r.record;
     const local = this.localRecord(key);
     if (local && better(local, best)) best = local;
     if (!best) return { found: false };
-    return { found: true, value: best.data, ts: best.ts, publisher: hex(best.pub) };
+    return { found: true, value: best.data, ts: best.ts, publisher: hex(best.pub), kind: best.kind ?? 0 };
   }
 
   /** Announce ourselves under `topicText` (and keep re-announcing). */
@@ -500,7 +540,7 @@ export class DhtPeer {
     const topic = await keyId(topicText);
     this.stats.lookups += 1;
     const r = await lookup(this, topic, MsgType.GET_PEERS, {
-      acceptProvider: async (p) => equalBytes(p.topic, topic) && !(await this.validateProvider(p)),
+      acceptProvider: async (p) => equalBytes(p.topic, topic) && !(await validateProvider(this.options.maxFutureSkewMs, p)),
     });
     const best = new Map();
     for (const p of [...r.providers, ...this.localProviders(topic, true)]) {
