@@ -155,7 +155,10 @@ async def test_demo_page_store_get_and_peers(browser: Chromium, web_cluster: Pro
     )
     got = await page.wait_for("document.getElementById('get-result').textContent", 20.0)
     assert got.startswith("demo value"), got
-    listed = await page.wait_for(
-        "[...document.querySelectorAll('#peers li')].map(li => li.textContent)", 5.0
+    want = {n.node_id for n in web_cluster.nodes}
+    listed = await page.wait_for(  # the list fills in as the page's links open
+        "(() => { const l = [...document.querySelectorAll('#peers li')].map(li => li.textContent);"
+        f" return l.length >= {len(want)} ? l : null; }})()",
+        15.0,
     )
-    assert set(listed) == {n.node_id for n in web_cluster.nodes}
+    assert set(listed) == want
