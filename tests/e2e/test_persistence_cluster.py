@@ -14,7 +14,7 @@ import pytest
 from supervisor.cluster import Cluster
 from supervisor.errors import SupervisorError
 
-pytestmark = [pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(1500)]  # 20-peer restarts
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 PEERS = 20
 KEYS = 200
