@@ -109,6 +109,12 @@ class Op:
     op_id: int
     started: float
     purpose: Purpose = Purpose.USER
+    reports_as: int | None = None
+    """The operation id the caller knows, when this op continues another (a redone write)."""
+
+    @property
+    def caller_id(self) -> int:
+        return self.op_id if self.reports_as is None else self.reports_as
 
 
 @dataclass(slots=True, kw_only=True)
@@ -246,8 +252,6 @@ class WriteOp(Op):
     retry: Draft | None = None
     """An open store signed before its lookup (so the lookup could carry it): redone once as a
     collecting write, signed above what the holders have, if one of them holds a newer record."""
-    reports_as: int | None = None
-    """The operation id the caller knows, for such a redone write."""
 
     def begin(self, closest: list[NodeId], config: Config) -> list[NodeId]:
         """Fix the targets (the k closest); the ones that still need a STORE. A target that

@@ -516,8 +516,7 @@ class DhtProtocol:
         elif op.purpose is Purpose.LISTEN and isinstance(result, FindNodeResult):
             self.listening.lookup_done(result, now)
         if not op.purpose.internal:
-            reported = op.reports_as if isinstance(op, WriteOp) and op.reports_as else op.op_id
-            self._events.append(OpCompleted(reported, result))
+            self._events.append(OpCompleted(op.caller_id, result))
 
     # == commands =================================================================================
 

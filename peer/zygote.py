@@ -99,8 +99,12 @@ def _child(argv: Sequence[str], env: dict[str, str], log: str | None, cwd: str |
     os.environ.update(env)
     sys.argv = [sys.executable, "-m", "peer", *argv]
     from peer.cli import main
+    from peer.serve import RESOLVED_ENV, serve_resolved
 
     try:
+        resolved = os.environ.pop(RESOLVED_ENV, None)
+        if resolved is not None:  # the supervisor parsed this command line already
+            return serve_resolved(resolved)
         return main(list(argv))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
