@@ -11,6 +11,15 @@ because the server hands a node that asks again different untested candidates (a
 fakes is not kept waiting), but backing off, because hundreds of nodes starting together on a
 small machine otherwise livelock — every dial times out behind the others' dials, and all of
 them retry in step, forever.
+
+A node that is not alone still checks, now and then, that it is not on an island: nodes that
+start together can bootstrap off each other only (the server hands out registrations close to
+the requester) and form two networks that never hear of each other — no lookup crosses between
+them. The check asks the server for candidates; one the routing table would hold but does not
+know (``covers``) is a sign of another network: the node dials it and joins again through it,
+which merges the two. The checks come ``HEAL_FIRST_S`` after a join, then at doubling intervals
+up to ``HEAL_MAX_S`` (a settled node costs the server one small request every few minutes);
+a merge starts the series again.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 from node.ids import NodeId
@@ -29,6 +39,8 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_CHECK_S = 5.0
 RETRY_AFTER_FAILED_DIALS_S = 0.5
 BOOTSTRAP_MAX_BACKOFF_S = 60.0
+HEAL_FIRST_S = 2.0
+HEAL_MAX_S = 300.0
 
 
 class Bootstrapper:
@@ -42,8 +54,12 @@ class Bootstrapper:
         alone: Callable[[], bool],
         join: Callable[[], None],
         peers_wanted: int,
+        covers: Callable[[NodeId], bool] = lambda _peer: True,
         check_interval_s: float = BOOTSTRAP_CHECK_S,
         max_backoff_s: float = BOOTSTRAP_MAX_BACKOFF_S,
+        heal_first_s: float = HEAL_FIRST_S,
+        heal_max_s: float = HEAL_MAX_S,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.signaling = signaling
@@ -59,6 +75,14 @@ class Bootstrapper:
         self.rounds = 0
         """Rounds that dialed candidates (diagnostics)."""
         self._wake = asyncio.Event()
+        self._covers = covers
+        self._clock = clock
+        self.heal_first_s = heal_first_s
+        self.heal_max_s = heal_max_s
+        self._heal_gap = heal_first_s
+        self._heal_at = clock() + heal_first_s
+        self.merges = 0
+        """Islands found and joined through (diagnostics)."""
 
     def wake(self) -> None:
         """Check now (the node may have lost its peers, or the server came back)."""
@@ -70,11 +94,18 @@ class Bootstrapper:
             if self.failures:
                 await asyncio.sleep(self.backoff_s())
             else:
+                pause = min(self.check_interval_s, max(0.0, self._heal_at - self._clock()))
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.check_interval_s):
+                    async with asyncio.timeout(pause):
                         await self._wake.wait()
             self._wake.clear()
-            await self.round()
+            if not await self.round() and self._clock() >= self._heal_at:
+                await self.heal()
+
+    @property
+    def next_island_check(self) -> float:
+        """When the next island check is due (on the ``clock`` given)."""
+        return self._heal_at
 
     def backoff_s(self) -> float:
         """The pause after ``failures`` failed rounds in a row (0 after a success)."""
@@ -106,5 +137,33 @@ class Bootstrapper:
             )
             return False
         self.failures = 0
-        self._join()
+        self._joined()
         return True
+
+    async def heal(self) -> bool:
+        """One island check (see the module docstring); True when it joined through a stranger."""
+        gap = self._heal_gap
+        self._heal_gap = min(self.heal_max_s, gap * 2.0)
+        self._heal_at = self._clock() + gap * self._rng.uniform(0.75, 1.25)
+        if self._alone() or not self.signaling.connected:
+            return False
+        try:
+            candidates = await self.signaling.peers(self.peers_wanted * 2)
+        except Exception as exc:
+            log.debug("signaling peers failed: %s", exc)
+            return False
+        strangers = [p for p in candidates if not self._covers(p)][: self.peers_wanted]
+        if not strangers:
+            return False
+        outcomes = await asyncio.gather(*(self._dial(p) for p in strangers), return_exceptions=True)
+        if not any(r is True for r in outcomes):
+            return False
+        self.merges += 1
+        log.info("bootstrap: joined again through %d registered stranger(s)", len(strangers))
+        self._joined()
+        return True
+
+    def _joined(self) -> None:
+        self._join()
+        self._heal_gap = self.heal_first_s
+        self._heal_at = self._clock() + self.heal_first_s

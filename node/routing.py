@@ -100,6 +100,10 @@ class RoutingTable:
         b = self._buckets.get(index)
         return b is not None and len(b.contacts) >= self.k
 
+    def covers(self, node_id: NodeId) -> bool:
+        """The node is a contact, or its bucket is full (the table has no room it could take)."""
+        return node_id in self._index or self.bucket_full(bucket_index(self.own_id, node_id))
+
     def deepest_bucket(self) -> int:
         """Index of the deepest non-empty bucket, or -1 for an empty table."""
         return max((i for i, b in self._buckets.items() if b.contacts), default=-1)

@@ -229,6 +229,7 @@ class NodeRuntime:
                 alone=lambda: not self.connections or not self.core.table,
                 join=self._join,
                 peers_wanted=self.settings.bootstrap_peers,
+                covers=lambda peer: self.core.table.covers(peer),
             )
             await sig.start()
             if self.settings.auto_bootstrap:

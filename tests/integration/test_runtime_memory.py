@@ -236,3 +236,36 @@ async def test_bootstrap_round_connects_a_lonely_node_and_joins(signaling: str) 
         assert lonely.bootstrap.rounds == 1
     finally:
         await stop_nodes(nodes)
+
+
+async def test_two_islands_on_one_signaling_server_merge_through_the_island_check(
+    signaling: str,
+) -> None:
+    # Two networks that never heard of each other, registered with the same server: {0, 1} and
+    # {2, 3}. A lookup cannot cross between them, so a value stored in one is not found in the
+    # other — until a node's island check meets a registered stranger and joins through it.
+    nodes = await start_nodes(signaling, 4, auto_bootstrap=False, bootstrap_peers=2)
+    rts = [n.runtime for n in nodes]
+    try:
+        assert await rts[0].dial(rts[1].node_id)
+        assert await rts[2].dial(rts[3].node_id)
+        await wait_until(lambda: all(len(r.core.table) == 1 for r in rts))
+        assert (await nodes[1].api.store(key="isle", value=b"v"))["acks"] >= 1
+        with pytest.raises(CommandError) as err:
+            await nodes[3].api.get(key="isle")
+        assert err.value.code is ErrorCode.NOT_FOUND
+
+        heal = rts[0].bootstrap
+        assert heal is not None
+        assert await heal.heal()  # nodes 2 and 3 are registered but unknown: join through them
+        assert heal.merges == 1
+        assert {rts[2].node_id, rts[3].node_id} <= {c.id for c in rts[0].core.table.contacts()}
+        assert not await heal.heal()  # nothing unknown left: a settled node only asks the server
+        assert heal.merges == 1
+
+        stored = await nodes[1].api.store(key="merged", value=b"w")
+        assert stored["acks"] >= stored["quorum"] >= 1
+        for node in nodes:
+            assert (await node.api.get(key="merged"))["value"] == b"w"
+    finally:
+        await stop_nodes(nodes)

@@ -25,6 +25,17 @@ async def reap(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+def reachable(tables: dict[str, set[str]], start: str) -> set[str]:
+    """The node IDs reachable from ``start`` along routing-table edges (``start`` included)."""
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in tables.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,18 +164,26 @@ class ProcCluster:
         return node
 
     def wait_formed(self, min_rt: int, timeout_s: float = 60.0) -> None:
+        """Every live node holds ``min_rt`` contacts and the routing tables form one network:
+        each node reaches every other along routing-table edges (a size alone is met by two
+        islands that never heard of each other, and a lookup cannot cross between them)."""
+
         def formed() -> bool:
+            tables: dict[str, set[str]] = {}
             for n in [n for n in self.nodes if not n.expect_dead]:
                 if not n.alive():
                     raise AssertionError(f"node {n.index} exited:\n{self.logs()}")
                 try:
-                    if n.call("rt")["size"] < min_rt:
-                        return False
+                    dump = n.call("dump")
                 except Exception:
                     return False
-            return True
+                contacts = {c["id"] for b in dump["buckets"] for c in b["contacts"]}
+                if len(contacts) < min_rt:
+                    return False
+                tables[dump["id"]] = contacts
+            return all(reachable(tables, start) >= tables.keys() for start in tables)
 
-        wait_for(formed, timeout_s, f"every node to hold >= {min_rt} contacts", step_s=0.25)
+        wait_for(formed, timeout_s, f"every node to hold >= {min_rt} contacts, one network", 0.25)
         for n in self.nodes:
             if not n.expect_dead and not n.node_id:
                 n.node_id = n.call("id")["id"]

@@ -50,3 +50,44 @@ async def test_failed_rounds_back_off_exponentially_with_jitter_and_reset_on_suc
     assert b.failures == 0
     assert b.backoff_s() == 0.0
     assert joined == [True]
+
+
+async def test_island_checks_space_out_and_start_over_after_a_merge() -> None:
+    now = [100.0]
+    known = {NodeId(bytes([1]) * 32)}
+    dialed: list[NodeId] = []
+    joined: list[bool] = []
+
+    async def dial(peer: NodeId) -> bool:
+        dialed.append(peer)
+        return True
+
+    b = Bootstrapper(
+        FakeSignaling(),  # type: ignore[arg-type]
+        dial=dial,
+        alone=lambda: False,
+        join=lambda: joined.append(True),
+        peers_wanted=1,  # the server hands 2 candidates: IDs 0x01… (known) and 0x02…
+        covers=lambda peer: peer in known,
+        heal_first_s=2.0,
+        heal_max_s=16.0,
+        clock=lambda: now[0],
+        rng=random.Random(3),
+    )
+    assert await b.heal()  # 0x02… is registered, the table has room for it, unknown: join
+    assert dialed == [NodeId(bytes([2]) * 32)]
+    assert joined == [True]
+    assert b.merges == 1
+    known.add(NodeId(bytes([2]) * 32))
+    gaps = []
+    for _ in range(5):
+        before = now[0]
+        assert not await b.heal()  # everyone known: no dial, no join
+        gaps.append(b.next_island_check - before)
+    assert dialed == [NodeId(bytes([2]) * 32)]
+    for gap, base in zip(gaps, [2.0, 4.0, 8.0, 16.0, 16.0], strict=True):
+        assert 0.75 * base <= gap <= 1.25 * base  # doubling, capped, jittered
+    known.discard(NodeId(bytes([2]) * 32))
+    assert await b.heal()
+    assert b.merges == 2
+    assert b.next_island_check - now[0] == 2.0  # a merge starts the series again
