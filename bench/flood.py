@@ -45,6 +45,7 @@ FLOOD_LIMITS = {
     "max_peer_bytes": 8 * 1024 * 1024,
     "request_rate_per_peer": 200,
     "request_burst_per_peer": 400,
+    "ban_s": 10,  # a banned attacker is let back in for the next phase after this
 }
 
 
@@ -87,12 +88,10 @@ async def flood(attacker: PeerNode, victim: NodeId, phase: str, seconds: float) 
                 if time.monotonic() >= deadline:
                     return sent
             except LinkClosed:
-                # The rogue's own liveness pings go unanswered once the victim drops its excess
-                # unread, so the rogue's runtime closes the link: dial again and go on.
-                await asyncio.sleep(0.5)
-                if time.monotonic() >= deadline or not await attacker.runtime.dial(victim):
-                    return sent
-                relinked = attacker.runtime.connections.link(victim)
+                # The victim banned us (or our own liveness pings went unanswered while it
+                # dropped our excess unread): keep dialing until the phase ends, as a
+                # persistent attacker would.
+                relinked = await _redial(attacker, victim, deadline)
                 if relinked is None:
                     return sent
                 link = relinked
@@ -100,6 +99,25 @@ async def flood(attacker: PeerNode, victim: NodeId, phase: str, seconds: float) 
         if sent % 64 == 0:
             await asyncio.sleep(0)  # let the transport drain
     return sent
+
+
+async def _redial(attacker: PeerNode, victim: NodeId, deadline: float) -> Any:
+    """The attacker's link to ``victim`` once a dial succeeds again; None at ``deadline``."""
+    while time.monotonic() < deadline:
+        if await attacker.runtime.dial(victim):
+            link = attacker.runtime.connections.link(victim)
+            if link is not None:
+                return link
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def relink(attacker: PeerNode, victim: NodeId, ban_s: float) -> None:
+    """Connect again before the next phase: a banned attacker is refused until its ban ends."""
+    if attacker.runtime.connections.link(victim) is not None:
+        return
+    if await _redial(attacker, victim, time.monotonic() + ban_s + 30.0) is None:
+        raise AssertionError(f"the victim still refuses the attacker {ban_s + 30:g} s later")
 
 
 @dataclass
@@ -157,6 +175,7 @@ def refusal_counts(stats: dict[str, Any]) -> dict[str, int]:
         "rate_limited": int(stats.get("rate_limited", 0)),
         "rate_dropped": int(stats.get("rate_dropped", 0)),
         "quota": int(stats.get("refused_quota", 0)),
+        "banned": int(stats.get("peers_banned", 0)),
     }
 
 
@@ -199,8 +218,7 @@ async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any
             vid = parse_id(victim.node_id)
             assert await attacker.runtime.dial(vid)
             for phase in PHASES:
-                if attacker.runtime.connections.link(vid) is None:
-                    assert await attacker.runtime.dial(vid)
+                await relink(attacker, vid, FLOOD_LIMITS["ban_s"])
                 base = await loop.run_in_executor(None, prober.run_for, gets_warmup_s)
                 s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
                 prober.start()

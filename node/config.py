@@ -60,6 +60,9 @@ class Config:
     max_topics_per_announcer: int = 256
     request_rate_per_peer: float = 400.0  # inbound requests a second, per sending peer
     request_burst_per_peer: float = 800.0
+    request_bytes_per_peer_s: float = 2 * 1024 * 1024  # inbound request bytes a second, per peer
+    request_bytes_burst_per_peer: float = 8 * 1024 * 1024
+    ban_s: float = 60.0  # a peer far over its rate for too long: disconnected, refused (doubling)
 
     provider_ttl_s: float = 1200.0
     reannounce_interval_s: float = 300.0

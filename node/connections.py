@@ -64,6 +64,7 @@ HELLO_TIMEOUT_S = 5.0
 MAX_QUEUED_PER_PEER = 64
 SIGNAL_PAYLOAD_VERSION = 1
 SEEN_CIDS_MAX = 4096
+MAX_BANNED = 4096  # banned peers remembered (expired ones are pruned when it fills)
 MAX_CID_CHARS = 64
 MAX_EARLY_MESSAGES = 16
 KEEPALIVE_TYPES = frozenset((MsgType.PING, MsgType.PONG))
@@ -99,6 +100,7 @@ class ConnectionStats:
     messages_dropped_busy: int = 0
     connections_evicted: int = 0
     links_closed_idle: int = 0
+    offers_refused_banned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class ConnectionManager:
         self._tasks = TaskSet("connections")
         self._closed = False
         self._draining = False
+        self._banned: dict[NodeId, float] = {}  # peer → loop time its ban ends
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -239,13 +242,32 @@ class ConnectionManager:
         for data in queue:
             self._send_on(p, data)
 
+    # == bans =====================================================================================
+
+    def ban(self, peer: NodeId, for_s: float) -> None:
+        """Close the link to ``peer`` and refuse it (its offers, our dials) for ``for_s``."""
+        now = self._loop.time()
+        if len(self._banned) >= MAX_BANNED:
+            self._banned = {p: t for p, t in self._banned.items() if t > now}
+        self._banned[peer] = now + for_s
+        self.close(peer, "banned")
+
+    def banned(self, peer: NodeId) -> bool:
+        until = self._banned.get(peer)
+        if until is None:
+            return False
+        if self._loop.time() < until:
+            return True
+        del self._banned[peer]
+        return False
+
     # == dialing ==================================================================================
 
     async def dial(self, peer: NodeId) -> bool:
         """Connect to ``peer`` (no-op when connected); True once an authenticated link is up."""
         if peer in self._peers:
             return True
-        if peer == self.node_id or self._closed or self._draining:
+        if peer == self.node_id or self._closed or self._draining or self.banned(peer):
             return False
         dial = self._dials.get(peer) or self._start_dial(peer)
         try:
@@ -370,6 +392,10 @@ class ConnectionManager:
         """An offer from ``sender``: answer it (unless glare says our own offer wins)."""
         if sender == self.node_id or cid in self._seen_cids or self._closed or self._draining:
             return
+        if self.banned(sender):  # refused before any ICE or DTLS work
+            self.stats.offers_refused_banned += 1
+            log.debug("offer from banned %s refused", short_id(sender))
+            return
         self._seen_cids.append(cid)
         ours = self._dials.get(sender)
         if ours is not None and self.node_id < sender and not ours.superseded:
@@ -455,8 +481,7 @@ class ConnectionManager:
             log.info("link to %s dropped before HELLO (cid %s): %s", short_id(peer), cid, problem)
             link.close()
             return False
-        self._register(peer, link, cid)
-        return True
+        return self._register(peer, link, cid)
 
     def _hello_problem(self, msg: Hello, peer: NodeId, cid: str) -> str | None:
         """Why the peer's HELLO is refused, or None when it verifies (``node.hello``)."""
@@ -467,7 +492,10 @@ class ConnectionManager:
 
     # == the peer table ===========================================================================
 
-    def _register(self, peer: NodeId, link: Link, cid: str) -> None:
+    def _register(self, peer: NodeId, link: Link, cid: str) -> bool:
+        if self.banned(peer):  # banned while its link was being set up
+            link.close()
+            return False
         old = self._peers.get(peer)
         now = self._loop.time()
         self.stats.links_opened += 1
@@ -483,6 +511,7 @@ class ConnectionManager:
         self._flush(peer)
         self._enforce_cap()
         self.hooks.pump()
+        return True
 
     def _on_link_message(self, peer: NodeId, link: Link, data: bytes) -> None:
         p = self._peers.get(peer)

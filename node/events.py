@@ -243,6 +243,16 @@ class PeerMisbehaved:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerBanned(Notice, topic="peer.banned"):
+    """``peer`` kept flooding requests far over its rate: it is out of the routing table, and
+    the runtime closes its link and refuses it for ``for_s`` seconds."""
+
+    peer: NodeId
+    reason: str
+    for_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class SignalReceived:
     source: NodeId
     payload: bytes
@@ -350,6 +360,7 @@ class NodeStats(Notice, topic="node.stats"):
     refused: tuple[tuple[str, int], ...] = ()  # writes refused, by reason (quota, ...)
     rate_limited: int = 0  # requests answered ``rate_limited``
     rate_dropped: int = 0  # requests dropped unanswered (far over the rate)
+    peers_banned: int = 0  # peers disconnected and refused for flooding (``PeerBanned``)
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]
@@ -380,6 +391,7 @@ class NodeStats(Notice, topic="node.stats"):
             "refused_quota": sum(n for r, n in self.refused if r == "quota"),
             "rate_limited": self.rate_limited,
             "rate_dropped": self.rate_dropped,
+            "peers_banned": self.peers_banned,
         }
 
 
@@ -394,6 +406,7 @@ Event = (
     | PeerUnresponsive
     | PeerLeft
     | PeerMisbehaved
+    | PeerBanned
     | SignalReceived
     | MaintenanceRefresh
     | MaintenanceRepublish

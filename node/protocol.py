@@ -48,6 +48,7 @@ from node.events import (
     GetPeersResult,
     OpCompleted,
     OpResult,
+    PeerBanned,
     PeerLeft,
     PeerMisbehaved,
     PeerUnresponsive,
@@ -108,6 +109,8 @@ __all__ = ["DhtProtocol", "JoinedTopic", "Outgoing", "Stats"]
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
+MAX_BANNED = 4096  # banned peers remembered (old ones are pruned when it fills)
+MAX_BAN_S = 3600.0  # the longest ban (they double), and how long a ban is remembered after it
 LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
 _REQUEST_TIMER = TimerKind.REQUEST
 _TYPE_NAME = {t: t.name for t in MsgType}  # ``MsgType.name`` is a property: look it up once
@@ -132,6 +135,7 @@ class Stats:
     records_rejected: int = 0
     rate_limited: int = 0  # requests refused with ``rate_limited``
     rate_dropped: int = 0  # requests dropped unanswered (a peer far over its rate)
+    peers_banned: int = 0  # peers disconnected and refused for flooding
     refused_by_peers: int = 0  # our requests that peers refused (REFUSED)
 
 
@@ -166,11 +170,19 @@ class DhtProtocol:
             config.max_providers_per_topic,
             max_per_announcer=config.max_topics_per_announcer,
         )
-        self.limiter = RateLimiter(config.request_rate_per_peer, config.request_burst_per_peer)
+        self.limiter = RateLimiter(
+            config.request_rate_per_peer,
+            config.request_burst_per_peer,
+            config.request_bytes_per_peer_s,
+            config.request_bytes_burst_per_peer,
+        )
         self.stats = Stats()
         self.connected: set[NodeId] = set()
         self.last_heard: dict[NodeId, float] = {}
         self.malformed_by_peer: Counter[NodeId] = Counter()
+        self.banned: dict[NodeId, tuple[float, int]] = {}
+        """Peer → (refused until, bans so far): nothing a banned peer sends is read. An entry
+        outlives its ban (a second ban lasts twice as long) until ``MAX_BAN_S`` after it."""
 
         self._out: list[Outgoing] = []
         self._events: deque[Event] = deque()
@@ -250,12 +262,15 @@ class DhtProtocol:
     def receive(self, peer: NodeId, data: bytes | Message, now: float) -> None:
         """Handle one message from ``peer``. Never raises for any ``data``."""
         verdict: Verdict | None = None
+        if self.banned and self._is_banned(peer, now):
+            self.stats.rate_dropped += 1
+            return
         if isinstance(data, bytes | bytearray | memoryview):
             if _looks_like_request(data):
                 # Rate-check before decoding: a peer far over its rate costs no decode at all.
-                verdict = self.limiter.check(peer, now)
-                if verdict is Verdict.DROP:
-                    self.stats.rate_dropped += 1
+                verdict = self.limiter.check(peer, now, len(data))
+                if verdict is Verdict.DROP or verdict is Verdict.BAN:
+                    self._dropped(peer, verdict, now)
                     return
             try:
                 msg = codec.decode(bytes(data))
@@ -273,7 +288,7 @@ class DhtProtocol:
             if verdict is None:
                 verdict = self.limiter.check(peer, now)
             if verdict is not Verdict.ALLOW:
-                self._rate_limited(peer, msg, verdict)
+                self._rate_limited(peer, msg, verdict, now)
                 return
         if isinstance(msg, Listen):
             self._send(peer, self.listening.on_listen(peer, msg, now))
@@ -299,12 +314,36 @@ class DhtProtocol:
         else:
             self.stats.dropped_unexpected += 1  # a HELLO after the handshake
 
-    def _rate_limited(self, peer: NodeId, msg: Request, verdict: Verdict) -> None:
+    def _rate_limited(self, peer: NodeId, msg: Request, verdict: Verdict, now: float) -> None:
         if verdict is Verdict.REFUSE:
             self.stats.rate_limited += 1
             self._send(peer, Refused(msg.rid, RATE_LIMITED))
         else:
-            self.stats.rate_dropped += 1
+            self._dropped(peer, verdict, now)
+
+    def _dropped(self, peer: NodeId, verdict: Verdict, now: float) -> None:
+        self.stats.rate_dropped += 1
+        if verdict is not Verdict.BAN or self.config.ban_s <= 0:
+            return
+        # Far over its rate for too long: every request it sends still costs the transport, so
+        # it goes — out of the table, its requests failed, its link closed by the runtime.
+        self.stats.peers_banned += 1
+        if len(self.banned) >= MAX_BANNED:
+            self.banned = {p: b for p, b in self.banned.items() if b[0] + MAX_BAN_S > now}
+        strikes = self.banned.get(peer, (0.0, 0))[1] + 1
+        for_s = min(MAX_BAN_S, self.config.ban_s * 2 ** (strikes - 1))
+        self.banned[peer] = (now + for_s, strikes)
+        self.connected.discard(peer)
+        self.last_heard.pop(peer, None)
+        self.delivery_failed(peer, now)
+        if self.table.remove(peer):
+            self._events.append(ContactRemoved(peer, RemovalReason.BANNED))
+        reason = f"far over its request rate for too long (ban {strikes})"
+        self._events.append(PeerBanned(peer, reason, for_s))
+
+    def _is_banned(self, peer: NodeId, now: float) -> bool:
+        ban = self.banned.get(peer)
+        return ban is not None and now < ban[0]
 
     @property
     def refusals(self) -> Counter[str]:
@@ -335,7 +374,7 @@ class DhtProtocol:
         self._events.append(PeerMisbehaved(peer, reason, self.malformed_by_peer[peer]))
 
     def _heard(self, peer: NodeId, now: float) -> None:
-        if peer == self.id:
+        if peer == self.id or (self.banned and self._is_banned(peer, now)):
             return
         self.last_heard[peer] = now
         table = self.table

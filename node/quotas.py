@@ -6,11 +6,17 @@
   records is bounded as well as a flood of big ones). ``admit`` says whether one more record fits;
   the store charges on insert and releases on replace/expiry, so the counts are exact.
   Our own writes (``peer`` None) are charged to the total but never refused.
-- ``RateLimiter``: a token bucket per sending peer for inbound requests. ``check`` answers
-  ``ALLOW``, ``REFUSE`` (answer with ``rate_limited``, at most a tenth of the rate) or ``DROP``
-  (beyond that: stay silent; the protocol checks before decoding, so a dropped request costs a
-  dict lookup). Buckets of peers
-  not heard from for a while are forgotten (bounded memory).
+- ``RateLimiter``: token buckets per sending peer for inbound requests — one counting requests,
+  one counting their bytes (a flood of 60 KiB STOREs is as costly as one of many small ones).
+  ``check`` answers ``ALLOW``, ``REFUSE`` (answer with ``rate_limited``, at most a tenth of the
+  rate) or ``DROP`` (beyond that: stay silent; the protocol checks before decoding, so a dropped
+  request costs a dict lookup). Neither is free — every request still costs the transport its
+  decryption and reassembly — so the excess has a bucket of its own (``burst`` deep, refilled at
+  a quarter of the rate; a request refused or dropped takes one unit, or as many as its size
+  is times the average request the byte rate allows): a peer that empties it, i.e. keeps
+  sending well over its rate for a few seconds, gets ``BAN`` once, and the node disconnects it
+  and refuses it for a while.
+  Buckets of peers not heard from for a while are forgotten (bounded memory).
 
 The reasons given to peers are the strings ``QUOTA`` and ``RATE_LIMITED``.
 """
@@ -25,6 +31,7 @@ QUOTA = "quota"
 RATE_LIMITED = "rate_limited"
 RECORD_OVERHEAD_BYTES = 640  # key, public key, signature, entry, dict and heap slots (measured)
 _BUCKET_IDLE_S = 60.0
+MAX_REQUEST_BYTES = 64 * 1024  # a byte bucket always holds one message of the largest size
 
 
 def record_cost(data_len: int, salt_len: int = 0) -> int:
@@ -92,21 +99,31 @@ class Verdict(enum.Enum):
     ALLOW = "allow"
     REFUSE = "refuse"
     DROP = "drop"
+    BAN = "ban"  # dropped, and the peer has been far over its rate for too long
 
 
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
+    byte_tokens: float
     refusals: float
+    excess: float
     at: float
 
 
 class RateLimiter:
-    """Token buckets per peer: ``rate_per_s`` requests a second, bursts up to ``burst``."""
+    """Token buckets per peer: ``rate_per_s`` requests (``bytes_per_s`` bytes) a second, bursts
+    up to ``burst`` requests (``bytes_burst`` bytes); 0 disables either limit."""
 
-    def __init__(self, rate_per_s: float, burst: float) -> None:
+    def __init__(
+        self, rate_per_s: float, burst: float, bytes_per_s: float = 0.0, bytes_burst: float = 0.0
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = max(burst, 1.0)
+        self.bytes_per_s = bytes_per_s
+        self.bytes_burst = max(bytes_burst, MAX_REQUEST_BYTES)
+        self.excess_rate_per_s = rate_per_s / 4
+        self._unit_bytes = bytes_per_s / rate_per_s if bytes_per_s > 0 and rate_per_s > 0 else 0.0
         # Refusals are answers too: a tenth of the rate, the rest of an excess is dropped unread.
         self.refusal_rate_per_s = max(1.0, rate_per_s / 10)
         self.refusal_burst = max(1.0, self.burst / 10)
@@ -116,20 +133,29 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def check(self, peer: bytes, now: float) -> Verdict:
+    def check(self, peer: bytes, now: float, size: int = 0) -> Verdict:
+        """The verdict on one request of ``size`` bytes from ``peer``."""
         if self.rate_per_s <= 0:
             return Verdict.ALLOW  # 0 disables the limit
         b = self._buckets.get(peer)
         if b is None:
-            b = self._buckets[peer] = _Bucket(self.burst, self.refusal_burst, now)
+            b = _Bucket(self.burst, self.bytes_burst, self.refusal_burst, self.burst, now)
+            self._buckets[peer] = b
             self._sweep(now)
         elapsed = max(0.0, now - b.at)
         b.at = now
         b.tokens = min(self.burst, b.tokens + elapsed * self.rate_per_s)
+        b.byte_tokens = min(self.bytes_burst, b.byte_tokens + elapsed * self.bytes_per_s)
         b.refusals = min(self.refusal_burst, b.refusals + elapsed * self.refusal_rate_per_s)
-        if b.tokens >= 1.0:
+        b.excess = min(self.burst, b.excess + elapsed * self.excess_rate_per_s)
+        if b.tokens >= 1.0 and (self.bytes_per_s <= 0 or b.byte_tokens >= size):
             b.tokens -= 1.0
+            b.byte_tokens -= size
             return Verdict.ALLOW
+        b.excess -= max(1.0, size / self._unit_bytes) if self._unit_bytes else 1.0
+        if b.excess < 0.0:
+            b.excess = self.burst  # reported once; the peer is gone before it empties again
+            return Verdict.BAN
         if b.refusals >= 1.0:
             b.refusals -= 1.0
             return Verdict.REFUSE

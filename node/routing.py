@@ -33,6 +33,7 @@ class RemovalReason(enum.StrEnum):
     PING_TIMEOUT = "ping timeout"  # a liveness or full-bucket ping went unanswered
     LIVENESS_LOST = "liveness lost"  # the transport heard nothing from the peer for too long
     LEFT = "left"  # the contact said BYE: it left the network on purpose
+    BANNED = "banned"  # the contact flooded us with requests (``events.PeerBanned``)
 
 
 @dataclass(slots=True, eq=False)  # identity equality: contacts are unique per table

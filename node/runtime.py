@@ -363,6 +363,9 @@ class NodeRuntime:
                 log.exception("notice listener failed on %s", notice.TOPIC)
 
     def _on_event(self, ev: events.Event) -> None:
+        if isinstance(ev, events.PeerBanned):
+            log.warning("peer %s banned for %g s: %s", short_id(ev.peer), ev.for_s, ev.reason)
+            self.connections.ban(ev.peer, ev.for_s)
         if isinstance(ev, Notice):
             self.notify(ev)
             return

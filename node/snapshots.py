@@ -134,4 +134,5 @@ def node_stats(
         refused=tuple(sorted(core.refusals.items())),
         rate_limited=s.rate_limited,
         rate_dropped=s.rate_dropped,
+        peers_banned=s.peers_banned,
     )

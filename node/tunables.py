@@ -33,6 +33,9 @@ TUNABLES: Final = (
     "max_topics_per_announcer",
     "request_rate_per_peer",
     "request_burst_per_peer",
+    "request_bytes_per_peer_s",
+    "request_bytes_burst_per_peer",
+    "ban_s",  # 0: never ban a flooding peer (it is only dropped)
 )
 _TYPES: Final = {f.name: f.type for f in fields(Config)}
 

@@ -24,6 +24,7 @@ NODE_GAUGES: dict[str, str] = {
     "refused_quota": "Writes the node refused for a quota",
     "rate_limited": "Requests the node refused as rate_limited",
     "rate_dropped": "Requests the node dropped unanswered (sender far over its rate)",
+    "peers_banned": "Peers disconnected and refused for flooding requests",
 }
 
 

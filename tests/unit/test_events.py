@@ -37,6 +37,7 @@ def every_notice() -> list[events.Notice]:
         events.TopicPeerLost(key_id("other"), PEER, "left"),
         events.PeerConnected(PEER),
         events.PeerDisconnected(PEER, "unresponsive"),
+        events.PeerBanned(PEER, "far over its request rate for too long (ban 1)", 60.0),
     ]
 
 
@@ -54,6 +55,7 @@ def test_every_notice_has_its_own_topic_and_an_encodable_payload() -> None:
         "topic.peer_lost",
         "peer.connected",
         "peer.disconnected",
+        "peer.banned",
     ]
     for n in notices:
         assert isinstance(msgpack.unpackb(msgpack.packb(n.payload(Names()))), dict)

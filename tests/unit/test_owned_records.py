@@ -112,11 +112,41 @@ def test_providers_per_announcer_are_capped() -> None:
     assert ps.put(sign_provider(A, key_id("t9"), NOW_MS, 1, b""), 200.0) is PutResult.STORED
 
 
-def test_rate_limiter_allows_the_rate_then_refuses_then_drops() -> None:
+def test_rate_limiter_allows_the_rate_then_refuses_then_drops_then_bans() -> None:
     rl = RateLimiter(10.0, 5.0)
     peer = b"p" * 32
     verdicts = [rl.check(peer, 0.0) for _ in range(12)]
-    assert verdicts == [Verdict.ALLOW] * 5 + [Verdict.REFUSE] + [Verdict.DROP] * 6
+    # The burst served, one refusal answered, then drops; a burst's worth of excess: the ban.
+    assert verdicts == [Verdict.ALLOW] * 5 + [Verdict.REFUSE] + [Verdict.DROP] * 4 + [
+        Verdict.BAN
+    ] + [Verdict.DROP]
     assert rl.check(peer, 0.1) is Verdict.ALLOW  # one token back after 0.1 s
     assert rl.check(b"q" * 32, 0.1) is Verdict.ALLOW  # other peers are unaffected
     assert RateLimiter(0.0, 1.0).check(peer, 0.0) is Verdict.ALLOW  # 0 disables
+
+
+def test_rate_limiter_bans_a_peer_that_keeps_flooding_but_not_one_a_little_over() -> None:
+    rl = RateLimiter(100.0, 50.0)
+    flooder, eager = b"f" * 32, b"e" * 32
+    # 1,000 requests/s for 2 s (10x the rate): the drop bucket (50, +25/s) empties within ~0.1 s.
+    verdicts = [rl.check(flooder, i / 1000) for i in range(2000)]
+    bans = [i for i, v in enumerate(verdicts) if v is Verdict.BAN]
+    assert bans
+    assert bans[0] < 200  # banned in the first 0.2 s
+    assert verdicts.count(Verdict.ALLOW) <= 50 + 100 * 2 + 1  # never more than the rate served
+    # 120 requests/s for 20 s (1.2x the rate): refused and dropped now and then, never banned.
+    verdicts = [rl.check(eager, i / 120) for i in range(2400)]
+    assert Verdict.DROP in verdicts
+    assert Verdict.BAN not in verdicts
+
+
+def test_rate_limiter_counts_bytes_too() -> None:
+    rl = RateLimiter(1000.0, 1000.0, bytes_per_s=100_000, bytes_burst=200_000)
+    peer = b"p" * 32
+    # 32 KiB requests, 100 a second (3.2 MB/s against 100 kB/s): a few served, then a ban.
+    verdicts = [rl.check(peer, i / 100, 32 * 1024) for i in range(500)]
+    served = verdicts.count(Verdict.ALLOW)
+    assert 5 <= served <= 6 + 5 * 3  # the byte burst, then ~3 a second
+    assert Verdict.BAN in verdicts
+    # Small requests are not held back by the byte bucket.
+    assert all(rl.check(b"q" * 32, i / 100, 100) is Verdict.ALLOW for i in range(500))

@@ -10,16 +10,28 @@ from hypothesis import strategies as st
 
 from node import codec
 from node.events import (
+    ContactRemoved,
     GetResult,
+    PeerBanned,
     PeerMisbehaved,
     PingResult,
     StoreResult,
 )
 from node.ids import NodeId, key_id
-from node.messages import FindValue, Message, Nodes, Ping, Pong, Store, StoreAck, Value
+from node.messages import (
+    FindNode,
+    FindValue,
+    Message,
+    Nodes,
+    Ping,
+    Pong,
+    Store,
+    StoreAck,
+    Value,
+)
 from node.protocol import DhtProtocol
 from node.records import sign_record
-from tests.support.protocol_net import Net, holds
+from tests.support.protocol_net import Net, cfg, holds
 
 # -- bad input -------------------------------------------------------------------------------------
 
@@ -173,3 +185,43 @@ def test_forged_value_in_a_lookup_is_ignored() -> None:
     assert isinstance(got, GetResult)
     assert got.record == rec
     assert getter.stats.records_rejected >= 1
+
+
+def test_a_peer_flooding_far_over_its_rate_is_banned_then_heard_again_after_the_ban() -> None:
+    net = Net(2, dataclasses.replace(cfg(), request_rate_per_peer=50, request_burst_per_peer=20,
+                                     ban_s=30.0))  # fmt: skip
+    a, b = net.nodes
+    net.meet(a, b, connected=True)
+    flood = [codec.encode(FindNode(i + 1, NodeId(key_id(f"x{i}")))) for i in range(400)]
+    for i, data in enumerate(flood):  # 2,000 requests/s
+        a.receive(b.id, data, net.now + i / 2000)
+    net.now += 0.2
+    evs = []
+    while (ev := a.next_event()) is not None:
+        evs.append(ev)
+    banned = [e for e in evs if isinstance(e, PeerBanned)]
+    assert len(banned) == 1
+    assert banned[0].peer == b.id
+    assert banned[0].for_s == 30.0
+    assert ContactRemoved(b.id, "banned") in evs
+    assert b.id not in a.table
+    assert a.stats.peers_banned == 1
+    served = a.stats.messages_in["FIND_NODE"]
+    assert served <= 20 + 50 * 0.2 + 3  # the burst, the rate, a few refusals answered
+    # Banned: nothing it sends is read, and hearing from it does not put it back in the table.
+    a.messages_to_send()
+    a.receive(b.id, codec.encode(Ping(9999)), net.now + 1)
+    assert a.messages_to_send() == []
+    assert b.id not in a.table
+    # After the ban it is an ordinary peer again.
+    a.receive(b.id, codec.encode(Ping(10000)), net.now + 31)
+    out = a.messages_to_send()
+    assert [o.message for o in out] == [Pong(10000)]
+    assert b.id in a.table
+    # Flooding again earns a ban twice as long.
+    t0 = net.now + 40
+    for i, data in enumerate(flood):
+        a.receive(b.id, data, t0 + i / 2000)
+    again = [e for e in iter(a.next_event, None) if isinstance(e, PeerBanned)]
+    assert [e.for_s for e in again] == [60.0]
+    assert a.stats.peers_banned == 2
