@@ -62,7 +62,7 @@ def test_every_notice_has_its_own_topic_and_an_encodable_payload() -> None:
 
 
 def test_payloads_carry_names_hex_ids_and_milliseconds() -> None:
-    lookup, stored, expired, refresh, _, repair, found, lost, up, down = every_notice()
+    lookup, stored, expired, refresh, _, repair, found, lost, up, down, ban = every_notice()
     names = Names()
     assert lookup.payload(names) == {
         "kind": "find_node",
@@ -88,6 +88,11 @@ def test_payloads_carry_names_hex_ids_and_milliseconds() -> None:
     assert lost.payload(names)["topic"] == key_id("other").hex()  # unknown name: the id
     assert up.payload(names) == {"peer": PEER.hex()}
     assert down.payload(names) == {"peer": PEER.hex(), "reason": "unresponsive"}
+    assert ban.payload(names) == {
+        "peer": PEER.hex(),
+        "reason": "far over its request rate for too long (ban 1)",
+        "for_s": 60.0,
+    }
 
 
 def test_stats_payload_reports_latency_percentiles() -> None:
