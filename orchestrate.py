@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from node import clikit
+from node import clikit, tunables
 from supervisor.cluster import (
     FrontClient,
     Ports,
@@ -79,6 +79,15 @@ PortOpt = Annotated[
 NodeArgOpt = Annotated[
     list[str] | None,
     typer.Option("--node-arg", metavar="FLAG", help="extra flag for every node (repeatable)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="NAME=VALUE",
+        help="a node setting for every peer, e.g. repair_interval_s=30 (repeatable; "
+        "`dht-node --help` lists the names).",
+    ),
 ]
 BrowserPeersOpt = Annotated[
     int,
@@ -258,11 +267,18 @@ def up(
     metrics_port: PortOpt = None,
     signaling_port: PortOpt = None,
     node_arg: NodeArgOpt = None,
+    set_: SetOpt = None,
     browser_peers: BrowserPeersOpt = 0,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
-    args = _up_args(command, cluster, state_dir, peers, timeout, ports, node_arg)
+    try:
+        settings = tunables.node_args(set_ or ())
+    except ValueError as exc:
+        clikit.usage_error(str(exc))
+    args = _up_args(
+        command, cluster, state_dir, peers, timeout, ports, [*(node_arg or ()), *settings]
+    )
     args = dataclasses.replace(args, browser_peers=browser_peers)
 
     def run() -> int:

@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import percentiles, rss_kib
-from node import codec
+from node import codec, tunables
 from node.ids import NodeId, key_id, parse_id
 from node.messages import FindNode, FindValue, Store
 from node.records import sign_record
@@ -49,11 +49,8 @@ FLOOD_LIMITS = {
 }
 
 
-def node_args(limits: dict[str, int] | None = None) -> list[str]:
-    out = []
-    for name, value in (limits or FLOOD_LIMITS).items():
-        out += ["--set", f"{name}={value}"]
-    return out
+def node_args(limits: dict[str, int] | None = None) -> tuple[str, ...]:
+    return tunables.node_args(limits or FLOOD_LIMITS)
 
 
 async def flood(attacker: PeerNode, victim: NodeId, phase: str, seconds: float) -> int:

@@ -70,3 +70,11 @@ def parse(items: Iterable[str], env: Mapping[str, str]) -> dict[str, int | float
             )
         out[name] = _number(name, text.strip())
     return out
+
+
+def node_args(items: Iterable[str] | Mapping[str, int | float]) -> tuple[str, ...]:
+    """``dht-node`` flags for settings given as ``NAME=VALUE`` items or a mapping, checked here
+    (ValueError names a bad one) so that a cluster refuses them before any node starts."""
+    pairs = [f"{k}={v}" for k, v in items.items()] if isinstance(items, Mapping) else list(items)
+    parsed = parse(pairs, {})
+    return tuple(arg for name, value in parsed.items() for arg in ("--set", f"{name}={value}"))

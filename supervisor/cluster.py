@@ -30,6 +30,7 @@ from typing import Any, Concatenate, ParamSpec, Self
 from control.client import EventSubscriber
 from control.commands import NodeAPI, Result, command_name
 from control.errors import ControlError
+from node import tunables
 from supervisor.errors import ClusterNotRunning, CommandFailed, KeyNotFound, SupervisorError
 from supervisor.front_client import (
     POLL_INTERVAL_S,
@@ -312,11 +313,15 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         progress: Progress = quiet,
         browser_peers: int = 0,
+        settings: Mapping[str, int | float] | None = None,
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
-        peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed."""
+        peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed.
+        ``settings``: node tunables for every peer (``node.tunables``, e.g.
+        ``{"repair_interval_s": 5}``; ValueError for an unknown name or a bad value)."""
         if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
+        node_args = (*node_args, *tunables.node_args(settings or {}))
         kind = resolve_backend(backend)
         temp_root = False
         if name is None:

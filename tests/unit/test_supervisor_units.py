@@ -11,6 +11,7 @@ from control.codec import pack
 from control.errors import CommandError
 from control.schema import parse_request
 from control.server import decode_body, split_envelope
+from node import tunables
 from peer.serve import RESOLVED_ENV, Options
 from supervisor.cluster import formation, status_table
 from supervisor.errors import StateError
@@ -153,6 +154,19 @@ def test_node_spec_command_line(tmp_path: Path) -> None:
         "dht-c-2",
         "/data",
     )
+
+
+def test_node_settings_reach_every_node_and_bad_ones_are_refused_up_front(tmp_path: Path) -> None:
+    args = tunables.node_args({"repair_interval_s": 5, "ban_s": 7.5})
+    assert args == ("--set", "repair_interval_s=5.0", "--set", "ban_s=7.5")
+    assert tunables.node_args(["max_records=9"]) == ("--set", "max_records=9")
+    cfg = SupervisorConfig("c", 3, Backend.PROCESS, tmp_path, node_args=args)
+    spec = node_spec(cfg, 1, "ws://127.0.0.1:3000", "tcp://127.0.0.1:7", "tcp://127.0.0.1:8")
+    resolved = Options.from_json(spec.env[RESOLVED_ENV])
+    assert resolved.overrides == {"repair_interval_s": 5.0, "ban_s": 7.5}
+    for bad in ({"no_such": 1}, {"ban_s": -1}, ["ban_s"]):
+        with pytest.raises(ValueError, match=r"ban_s|no_such"):
+            tunables.node_args(bad)
 
 
 def test_browser_members_run_the_bridge_and_the_signaling_server_serves_web(
