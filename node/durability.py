@@ -30,10 +30,13 @@ from node.ids import NodeId
 from node.messages import Announce, Outgoing, Store
 from node.records import ProviderRecord, Record
 
+RESTORED_TOPICS_AFTER_S = 5.0  # a restarted node announces its joined topics again after this
+
 if TYPE_CHECKING:
     from node.maintenance import Maintenance
     from node.routing import RoutingTable
     from node.storage import ProviderStore, RecordStore
+    from node.topics import Topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,15 @@ class AuthoredRow:
     blob: bytes  # codec-encoded STORE(rid 0, record, False)
 
 
+@dataclass(frozen=True, slots=True)
+class JoinedRow:
+    """A topic the node joined: discovered, and announced when ``port`` is not None."""
+
+    topic: bytes
+    port: int | None
+    meta: bytes
+
+
 @dataclass(slots=True)
 class Batch:
     """One transaction: upserts and deletes of records, providers and authored records."""
@@ -69,12 +81,15 @@ class Batch:
     provider_deletes: list[tuple[bytes, bytes]] = field(default_factory=list)
     authored: list[AuthoredRow] = field(default_factory=list)
     authored_deletes: list[bytes] = field(default_factory=list)
+    joined: list[JoinedRow] = field(default_factory=list)
+    joined_deletes: list[bytes] = field(default_factory=list)
     contacts: list[bytes] | None = None  # the routing table's contacts, when they changed
 
     def __len__(self) -> int:
         return (
             len(self.records) + len(self.record_deletes) + len(self.providers)
             + len(self.provider_deletes) + len(self.authored) + len(self.authored_deletes)
+            + len(self.joined) + len(self.joined_deletes)
             + (len(self.contacts) if self.contacts is not None else 0)
         )  # fmt: skip
 
@@ -113,10 +128,12 @@ class Durability:
         providers: ProviderStore,
         maintenance: Maintenance,
         table: RoutingTable,
+        topics: Topics,
     ) -> None:
         self._records, self._providers = records, providers
-        self._maintenance, self._table = maintenance, table
+        self._maintenance, self._table, self._topics = maintenance, table, topics
         records.changed, providers.changed, maintenance.authored_changed = set(), set(), set()
+        topics.changed = set()
         self._contacts: frozenset[NodeId] = frozenset()
         self.gen = 1  # the generation the next batch will carry
         self.done = 0  # the highest generation committed
@@ -128,7 +145,10 @@ class Durability:
     @property
     def dirty(self) -> bool:
         return bool(
-            self._records.changed or self._providers.changed or self._maintenance.authored_changed
+            self._records.changed
+            or self._providers.changed
+            or self._maintenance.authored_changed
+            or self._topics.changed
         )
 
     @property
@@ -178,6 +198,14 @@ class Durability:
             else:
                 batch.authored_deletes.append(key)
         self._maintenance.authored_changed.clear()
+        assert self._topics.changed is not None
+        for topic in self._topics.changed:
+            jt = self._topics.joined.get(topic)
+            if jt is None:
+                batch.joined_deletes.append(topic)
+            else:
+                batch.joined.append(JoinedRow(topic, jt.port, jt.meta))
+        self._topics.changed.clear()
         if with_contacts and self._contacts_changed():
             self._contacts = frozenset(c.id for c in self._table.contacts())
             batch.contacts = sorted(self._contacts)
@@ -211,6 +239,8 @@ class Durability:
                 self._maintenance.authored_record(got[0], now)
         assert self._maintenance.authored_changed is not None
         self._maintenance.authored_changed.clear()
+        for jrow in snapshot.joined:
+            self._topics.restore(jrow.topic, jrow.port, jrow.meta, now + RESTORED_TOPICS_AFTER_S)
         self._contacts = frozenset(NodeId(c) for c in snapshot.contacts)
 
 
@@ -222,3 +252,4 @@ class Snapshot:
     providers: list[ProviderRow]
     authored: list[AuthoredRow]
     contacts: list[bytes]
+    joined: list[JoinedRow] = field(default_factory=list)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from node.durability import AuthoredRow, Batch, ProviderRow, RecordRow, Snapshot
+from node.durability import AuthoredRow, Batch, JoinedRow, ProviderRow, RecordRow, Snapshot
 from node.ids import ID_BYTES, NodeId
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS providers (
 );
 CREATE TABLE IF NOT EXISTS authored (key BLOB PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS contacts (id BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS joined (topic BLOB PRIMARY KEY, port INTEGER, meta BLOB NOT NULL);
 """
 
 
@@ -84,7 +85,10 @@ class SqliteStore:
         ]
         authored = [AuthoredRow(k, b) for k, b in db.execute("SELECT key, blob FROM authored")]
         contacts = [row[0] for row in db.execute("SELECT id FROM contacts")]
-        return Snapshot(records, providers, authored, contacts)
+        joined = [
+            JoinedRow(t, p, m) for t, p, m in db.execute("SELECT topic, port, meta FROM joined")
+        ]
+        return Snapshot(records, providers, authored, contacts, joined)
 
     def commit(self, batch: Batch) -> None:
         db = self._db
@@ -110,6 +114,13 @@ class SqliteStore:
             )
             db.executemany(
                 "DELETE FROM authored WHERE key = ?", [(k,) for k in batch.authored_deletes]
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO joined VALUES (?, ?, ?)",
+                [(j.topic, j.port, j.meta) for j in batch.joined],
+            )
+            db.executemany(
+                "DELETE FROM joined WHERE topic = ?", [(t,) for t in batch.joined_deletes]
             )
             if batch.contacts is not None:
                 db.execute("DELETE FROM contacts")
@@ -244,9 +255,9 @@ async def start_persistence(
         lambda contacts: core.take_batch(now(), contacts), lambda: durability.dirty, done
     )
     log.info(
-        "restored %d records, %d providers, %d authored, %d contacts from %s",
+        "restored %d records, %d providers, %d authored, %d joined topics, %d contacts from %s",
         len(snapshot.records), len(snapshot.providers), len(snapshot.authored),
-        len(snapshot.contacts), persister.path,
+        len(snapshot.joined), len(snapshot.contacts), persister.path,
     )  # fmt: skip
     return [NodeId(c) for c in snapshot.contacts if len(c) == ID_BYTES]
 

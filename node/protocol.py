@@ -489,7 +489,9 @@ class DhtProtocol:
     def persistent(self, snapshot: Snapshot | None, now: float) -> Durability:
         """Turn on durable acknowledgements, after restoring ``snapshot`` (a previous run's)."""
         if self.durability is None:
-            self.durability = Durability(self.records, self.providers, self.maintenance, self.table)
+            self.durability = Durability(
+                self.records, self.providers, self.maintenance, self.table, self.topics
+            )
             if snapshot is not None:
                 self.durability.restore(snapshot, now, self.wall_offset_s)
         return self.durability

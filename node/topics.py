@@ -54,6 +54,8 @@ class Topics:
         self.config = config
         self.host = host
         self.joined: dict[bytes, JoinedTopic] = {}
+        self.changed: set[bytes] | None = None
+        """Topics joined, changed or left since the last persisted batch (None: not persisted)."""
 
     def join(
         self, topic: bytes, port: int | None, meta: bytes, now: float, announce_now: bool
@@ -63,11 +65,21 @@ class Topics:
             jt = self.joined[topic] = JoinedTopic(topic, port, meta)
         else:
             jt.port, jt.meta = port, meta
+        if self.changed is not None:
+            self.changed.add(topic)
         jt.next_announce = now if announce_now else now + self.config.reannounce_interval_s
         jt.next_discovery = now
         self.due(now)
 
+    def restore(self, topic: bytes, port: int | None, meta: bytes, at: float) -> None:
+        """A topic a previous run had joined: announce and discover it again from ``at`` (once
+        the node is back in the network; its old announcement lives until the provider TTL)."""
+        jt = self.joined[topic] = JoinedTopic(topic, port, meta)
+        jt.next_announce = jt.next_discovery = at
+
     def leave(self, topic: bytes) -> JoinedTopic | None:
+        if self.changed is not None:
+            self.changed.add(topic)
         return self.joined.pop(topic, None)
 
     def next_deadline(self) -> float:

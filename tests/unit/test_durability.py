@@ -105,3 +105,34 @@ def test_sqlite_round_trip_restores_records_providers_authored_and_drops_expired
     assert snap.providers == []
     assert len(snap.authored) == 1  # still ours to republish
     db.close()
+
+
+def test_joined_topics_survive_a_restart_and_are_announced_again(tmp_path: Path) -> None:
+    me = Identity.generate(random.Random(1))
+    p = proto(me)
+    p.persistent(None, 0.0)
+    p.join_topic(key_id("chat"), 4000, b'{"v":1}', 1.0)  # active: announced
+    p.join_topic(key_id("lurk"), None, b"", 1.0)  # passive: discovery only
+    p.join_topic(key_id("gone"), 5000, b"", 1.0)
+    p.leave_topic(key_id("gone"), 2.0)
+    db = SqliteStore(tmp_path / "dht.sqlite3")
+    db.commit(p.take_batch(2.0))
+    db.close()
+
+    db = SqliteStore(tmp_path / "dht.sqlite3")
+    restarted = DhtProtocol(me, Config(), random.Random(5), 0.0, wall_offset_s=WALL_S + 30)
+    restarted.persistent(db.load(int((WALL_S + 30) * 1000)), 0.0)
+    db.close()
+    joined = restarted.joined
+    assert sorted(joined) == sorted([key_id("chat"), key_id("lurk")])
+    assert (joined[key_id("chat")].port, joined[key_id("chat")].meta) == (4000, b'{"v":1}')
+    assert joined[key_id("lurk")].port is None
+    # Not at once (the node is not back in the network yet), but soon.
+    assert restarted.messages_to_send() == []
+    assert restarted.topics.next_deadline() == 5.0
+    assert restarted.take_batch(0.0).joined == []  # restoring is not a change to write back
+    restarted.add_contact(NodeId(Identity.generate(random.Random(9)).node_id), 0.0)
+    restarted.messages_to_send()
+    restarted.handle_timer(5.0)
+    sent = {type(o.message).__name__ for o in restarted.messages_to_send()}
+    assert {"GetPeers", "FindNode"} <= sent  # discovery of both, the announcement of "chat"
