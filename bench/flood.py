@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,71 @@ def phase_report(before: dict[str, int], after: dict[str, int], seconds: float) 
     }
 
 
-async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any]:
+@dataclass
+class Phase:
+    """One flood phase as it happened: what the attacker sent, the victim's counters before and
+    after, the honest get latencies (ms) before and during, and the victim's RSS after."""
+
+    name: str
+    sent: int
+    seconds: float
+    counts_before: dict[str, int]
+    stats: dict[str, Any]
+    honest_before: list[float]
+    honest_during: list[float]
+    honest_errors: int
+    rss_kib: int
+    alive: bool
+
+    def report(self) -> dict[str, Any]:
+        out = phase_report(self.counts_before, refusal_counts(self.stats), self.seconds)
+        out.update(
+            sent=self.sent,
+            honest_before_ms=percentiles(self.honest_before),
+            honest_during_ms=percentiles(self.honest_during),
+            honest_errors=self.honest_errors,
+            store_bytes=self.stats.get("store_bytes"),
+            rss_kib=self.rss_kib,
+            alive=self.alive,
+        )
+        return out
+
+
+async def flood_phases(
+    c: Any, limits: dict[str, int], seconds: float, warmup_s: float, keys: int = 5
+) -> AsyncIterator[Phase]:
+    """Against ``c.nodes[0]`` of a formed ``tests.support.procs`` cluster: honest keys stored
+    through node 1 and read through the victim, then each phase of ``PHASES`` from one rogue
+    peer (real WebRTC, its own key), let back in after a ban for the next phase."""
     from tests.support.peers import webrtc_peer
+
+    loop = asyncio.get_running_loop()
+    victim, writer = c.nodes[0], c.nodes[1]
+    honest = [f"honest-{i}" for i in range(keys)]
+    for k in honest:
+        await loop.run_in_executor(None, lambda k=k: writer.call("store", key=k, value=b"v"))
+    assert victim.proc is not None
+    prober = Prober(victim.call, honest)
+    async with webrtc_peer(c.signaling.url) as rogue:
+        vid = parse_id(victim.node_id)
+        assert await rogue.runtime.dial(vid)
+        for name in PHASES:
+            await relink(rogue, vid, limits["ban_s"])
+            before = await loop.run_in_executor(None, prober.run_for, warmup_s)
+            counts = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
+            prober.start()
+            t0 = time.monotonic()
+            sent = await flood(rogue, vid, name, seconds)
+            took = time.monotonic() - t0
+            during = await loop.run_in_executor(None, prober.stop)
+            await asyncio.sleep(2.0)  # the node works off its backlog into its counters
+            stats = await loop.run_in_executor(None, victim.call, "stats")
+            rss = rss_kib(victim.proc.pid)
+            yield Phase(name, sent, took, counts, stats, before, during, prober.errors, rss,
+                        victim.alive())  # fmt: skip
+
+
+async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any]:
     from tests.support.procs import proc_cluster
 
     loop = asyncio.get_running_loop()
@@ -203,39 +267,10 @@ async def run(nodes: int, seconds: float, gets_warmup_s: float) -> dict[str, Any
         proc_cluster(Path(tmp), nodes, *node_args()) as c,
     ):
         await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=nodes - 1, timeout_s=240))
-        victim, writer = c.nodes[0], c.nodes[1]
-        keys = [f"honest-{i}" for i in range(10)]
-        for k in keys:
-            await loop.run_in_executor(None, lambda k=k: writer.call("store", key=k, value=b"v"))
-        assert victim.proc is not None
-        pid = victim.proc.pid
-        out["rss_start_kib"] = rss_kib(pid)
-        prober = Prober(victim.call, keys)
-        async with webrtc_peer(c.signaling.url) as attacker:
-            vid = parse_id(victim.node_id)
-            assert await attacker.runtime.dial(vid)
-            for phase in PHASES:
-                await relink(attacker, vid, FLOOD_LIMITS["ban_s"])
-                base = await loop.run_in_executor(None, prober.run_for, gets_warmup_s)
-                s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
-                prober.start()
-                t0 = time.monotonic()
-                sent = await flood(attacker, vid, phase, seconds)
-                took = time.monotonic() - t0
-                during = await loop.run_in_executor(None, prober.stop)
-                await asyncio.sleep(1.0)  # the node's backlog drains into its counters
-                stats = await loop.run_in_executor(None, victim.call, "stats")
-                report = phase_report(s0, refusal_counts(stats), took)
-                report.update(
-                    sent=sent,
-                    honest_before_ms=percentiles(base),
-                    honest_during_ms=percentiles(during),
-                    honest_errors=prober.errors,
-                    store_bytes=stats.get("store_bytes"),
-                    rss_kib=rss_kib(pid),
-                    alive=victim.alive(),
-                )
-                out["phases"][phase] = report
+        assert c.nodes[0].proc is not None
+        out["rss_start_kib"] = rss_kib(c.nodes[0].proc.pid)
+        async for phase in flood_phases(c, FLOOD_LIMITS, seconds, gets_warmup_s, keys=10):
+            out["phases"][phase.name] = phase.report()
     return out
 
 

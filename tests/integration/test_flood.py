@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import rss_kib
-from bench.flood import PHASES, Prober, flood, node_args, refusal_counts, relink
-from node.ids import parse_id
-from tests.support.peers import webrtc_peer
+from bench.flood import flood_phases, node_args, refusal_counts
 from tests.support.procs import proc_cluster
 
 LIMITS = {
@@ -42,38 +40,22 @@ async def _flood_phases(tmp_path: Path, seconds: float, check_latency: bool) -> 
     with proc_cluster(tmp_path, 3, *node_args(LIMITS)) as c:
         await loop.run_in_executor(None, lambda: c.wait_formed(min_rt=2, timeout_s=90))
         victim, writer = c.nodes[0], c.nodes[1]
-        keys = [f"honest-{i}" for i in range(5)]
-        for k in keys:
-            await loop.run_in_executor(None, lambda k=k: writer.call("store", key=k, value=b"v"))
         assert victim.proc is not None
         rss_start = rss_kib(victim.proc.pid)
-        prober = Prober(victim.call, keys)
-        async with webrtc_peer(c.signaling.url) as rogue:
-            vid = parse_id(victim.node_id)
-            assert await rogue.runtime.dial(vid)
-            for phase in PHASES:
-                await relink(rogue, vid, LIMITS["ban_s"])
-                before = await loop.run_in_executor(None, prober.run_for, 3.0)
-                s0 = refusal_counts(await loop.run_in_executor(None, victim.call, "stats"))
-                prober.start()
-                sent = await flood(rogue, vid, phase, seconds)
-                during = await loop.run_in_executor(None, prober.stop)
-                await asyncio.sleep(2.0)  # the node works off its backlog
-                stats = await loop.run_in_executor(None, victim.call, "stats")
-                s1 = refusal_counts(stats)
-                assert victim.alive(), phase
-                assert sent > LIMITS["request_burst_per_peer"], (phase, sent)
-                refused = ("rate_limited", "rate_dropped", "quota")
-                assert sum(s1[r] - s0[r] for r in refused) > 0, (phase, s0, s1)
-                assert stats["store_bytes"] <= LIMITS["max_store_bytes"]
-                rss = rss_kib(victim.proc.pid)
-                assert rss - rss_start <= LIMITS["max_store_bytes"] // 1024 + RSS_MARGIN_KIB
-                assert prober.errors == 0, phase
-                assert during, phase
-                if check_latency:
-                    p50_before = sorted(before)[len(before) // 2]
-                    p50_during = sorted(during)[len(during) // 2]
-                    assert p50_during <= 2 * p50_before, (phase, p50_before, p50_during)
+        async for ph in flood_phases(c, LIMITS, seconds, warmup_s=3.0):
+            s0, s1, stats = ph.counts_before, refusal_counts(ph.stats), ph.stats
+            assert ph.alive, ph.name
+            assert ph.sent > LIMITS["request_burst_per_peer"], (ph.name, ph.sent)
+            refused = ("rate_limited", "rate_dropped", "quota")
+            assert sum(s1[r] - s0[r] for r in refused) > 0, (ph.name, s0, s1)
+            assert stats["store_bytes"] <= LIMITS["max_store_bytes"]
+            assert ph.rss_kib - rss_start <= LIMITS["max_store_bytes"] // 1024 + RSS_MARGIN_KIB
+            assert ph.honest_errors == 0, ph.name
+            assert ph.honest_during, ph.name
+            if check_latency:
+                p50_before = sorted(ph.honest_before)[len(ph.honest_before) // 2]
+                p50_during = sorted(ph.honest_during)[len(ph.honest_during) // 2]
+                assert p50_during <= 2 * p50_before, (ph.name, p50_before, p50_during)
         # Both refusals happened: big stores ran into the quota, small requests into the rate.
         assert s1["quota"] > 0, s1
         assert s1["rate_limited"] > 0, s1
