@@ -63,17 +63,11 @@ async def test_island_checks_space_out_and_start_over_after_a_merge() -> None:
         return True
 
     b = Bootstrapper(
-        FakeSignaling(),  # type: ignore[arg-type]
-        dial=dial,
-        alone=lambda: False,
-        join=lambda: joined.append(True),
+        FakeSignaling(), dial=dial, alone=lambda: False, join=lambda: joined.append(True),  # type: ignore[arg-type]
         peers_wanted=1,  # the server hands 2 candidates: IDs 0x01… (known) and 0x02…
-        covers=lambda peer: peer in known,
-        heal_first_s=2.0,
-        heal_max_s=16.0,
-        clock=lambda: now[0],
-        rng=random.Random(3),
-    )
+        covers=lambda peer: peer in known, heal_first_s=2.0, heal_max_s=16.0,
+        clock=lambda: now[0], rng=random.Random(3),
+    )  # fmt: skip
     assert await b.heal()  # 0x02… is registered, the table has room for it, unknown: join
     assert dialed == [NodeId(bytes([2]) * 32)]
     assert joined == [True]
