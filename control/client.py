@@ -105,6 +105,7 @@ def _connect_monitored(sock: Sock, endpoint: str) -> tuple[Sock, Sock]:
     monitor socket that reports refused connections."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
     try:
         sock.connect(endpoint)

@@ -14,8 +14,12 @@ Theory of operation:
   content. Protocol errors map to ``bad_request`` / ``unsupported_version`` / ``unknown_command``
   / ``bad_args`` / ``too_large``; a ``CommandError`` from the dispatcher keeps its code; any other
   exception is logged with its traceback and answered ``internal`` — the server stays up.
-- Frames above ``max_frame_bytes`` make ZeroMQ drop the connection (no reply is possible
-  then); frames between ``MAX_REQUEST_BYTES`` and that get ``too_large``.
+- Frames above ``max_frame_bytes`` (``MAXMSGSIZE``) make ZeroMQ drop the connection before it
+  buffers them (no reply is possible then); frames between ``MAX_REQUEST_BYTES`` and that get
+  ``too_large``. ``MAXMSGSIZE`` bounds each *frame*: libzmq has no limit on the number of
+  frames of one multipart message, which it buffers whole before the ROUTER sees it. A client
+  that sends many frames just under the limit can still make the node buffer them (it is then
+  refused with ``bad_request``): with CURVE on (``control.curve``) only key holders can.
 - The envelope's ``node`` field (a supervisor concept) is accepted and ignored by a node.
 - ``ControlServer.publish`` never blocks: PUB drops events for slow subscribers.
 """
@@ -36,6 +40,7 @@ import zmq.asyncio
 from control.codec import CodecError, pack, unpack
 from control.commands import COMMANDS, NodeAPI, help_result
 from control.errors import CommandError, ErrorCode
+from control.limits import NODE_MAX_FRAME_BYTES, SUBSCRIPTION_MAX_BYTES
 from control.schema import (
     MAX_REQUEST_BYTES,
     Request,
@@ -48,7 +53,6 @@ from control.schema import (
 
 log = logging.getLogger(__name__)
 
-HARD_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT: Final = 256
 EVENT_FLUSH_DELAY_S: Final = 0.002
 MAX_EVENT_BATCH: Final = 64
@@ -124,7 +128,7 @@ class RouterServer:
         dispatch: Dispatch,
         *,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
-        max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
+        max_frame_bytes: int = NODE_MAX_FRAME_BYTES,
     ) -> None:
         self.endpoint = endpoint
         """The bound endpoint once bound (a ``*`` or ``0`` port replaced by the real one)."""
@@ -308,6 +312,7 @@ class ControlServer:
         pub: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
         try:
             pub.setsockopt(zmq.LINGER, 0)
+            pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
             router.bind()
             pub.bind(self.events_endpoint)
         except zmq.ZMQError:

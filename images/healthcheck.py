@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 TIMEOUT_S = 2.0
+MAX_REPLY_BYTES = 1024 * 1024  # an `id` reply is tiny: a bigger frame drops the connection
 DEFAULT_CONTROL = "tcp://127.0.0.1:7000"
 DEFAULT_SIGNALING_HOST = "127.0.0.1"
 DEFAULT_SIGNALING_PORT = 3000
@@ -79,6 +80,7 @@ def check_node(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
     timeout_ms = int(TIMEOUT_S * 1000)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
     sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     try:
         sock.connect(endpoint)
         sock.send(msgpack.packb({"v": 1, "id": 1, "cmd": "id", "args": {}}))

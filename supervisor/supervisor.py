@@ -35,9 +35,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from control.client import AsyncControlClient, decode_event
+from control.client import MAX_EVENT_BYTES, AsyncControlClient, decode_event
 from control.codec import pack
 from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
+from control.limits import SUBSCRIPTION_MAX_BYTES
 from control.schema import Request
 from control.server import RouterServer
 from supervisor.front import front_server, route
@@ -195,6 +196,7 @@ class Supervisor:
         self._pub = self.ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
+        self._pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
         self._pub.bind(self.events_endpoint)
         self._front = front_server(self.ctx, self.front_endpoint, self.handle_request)
         self._front.bind()
@@ -238,6 +240,7 @@ class Supervisor:
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(events)
         member.sub = sub
