@@ -14,6 +14,7 @@ Exit 0 = healthy, 1 = unhealthy (the reason goes to stdout, which Docker keeps i
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -82,12 +83,20 @@ def check_node(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
     sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     try:
+        key_file = flag(argv, "--curve-key") or env.get("DHT_CURVE_KEY")
+        if key_file:  # the cluster's key pair (control.curve): the node is a CURVE server
+            with open(key_file, encoding="ascii") as fh:
+                keys = json.load(fh)
+            public, secret = keys["public"].encode(), keys["secret"].encode()
+            sock.setsockopt(zmq.CURVE_SERVERKEY, public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
         sock.connect(endpoint)
         sock.send(msgpack.packb({"v": 1, "id": 1, "cmd": "id", "args": {}}))
         reply = msgpack.unpackb(sock.recv(), raw=False)
     except zmq.Again:
         return f"no reply from {endpoint} within {TIMEOUT_S} s"
-    except (zmq.ZMQError, ValueError) as exc:
+    except (zmq.ZMQError, ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
         return f"control socket {endpoint}: {exc}"
     finally:
         sock.close()

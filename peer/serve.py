@@ -52,6 +52,7 @@ class Options:
     link_idle_s: float = 120.0
     overrides: dict[str, int | float] = field(default_factory=dict)  # node.tunables
     persist: bool = True  # SQLite in data_dir (node.persist); False: forget everything on exit
+    curve_key: str | None = None  # the cluster's CURVE key file (control.curve)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -104,11 +105,18 @@ def serve_resolved(text: str) -> int:
 
 async def run(options: Options) -> int:
     """Run the node until SIGTERM/SIGINT or a ``shutdown`` command; the exit code."""
+    from control.curve import CurveKeys, KeyFileError, check_exposure
     from node.identity import Identity
     from node.persist import SYNC_ENV, Persister
     from node.transport.webrtc import WebRTCTransport
     from peer.node import PeerNode
 
+    try:
+        curve = None if options.curve_key is None else CurveKeys.load(options.curve_key)
+        check_exposure([options.control, options.events], curve)
+    except (KeyFileError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     identity = Identity.load_or_create(options.data_dir)
     try:
         persister = (
@@ -128,6 +136,7 @@ async def run(options: Options) -> int:
         control_endpoint=options.control,
         events_endpoint=options.events,
         persister=persister,
+        curve=curve,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
