@@ -51,7 +51,9 @@ async def test_the_cluster_key_gets_replies_and_events(
                 break
             except TimeoutError:
                 continue
-        assert received is not None and received[0] == "hello" and received[1]["n"] == 1
+        assert received is not None
+        assert received[0] == "hello"
+        assert received[1]["n"] == 1
 
 
 async def test_a_plain_client_gets_nothing_and_the_node_logs_it(
@@ -66,7 +68,8 @@ async def test_a_plain_client_gets_nothing_and_the_node_logs_it(
         assert await sock.poll(int(NO_REPLY_S * 1000)) == 0
     finally:
         sock.close(linger=0)
-    assert server.guard is not None and server.guard.refused >= 1
+    assert server.guard is not None
+    assert server.guard.refused >= 1
     assert "does not speak CURVE" in caplog.text
 
 
