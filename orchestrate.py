@@ -2,8 +2,8 @@
 """Bring a webrtc-dht cluster up and down.
 
     python orchestrate.py build | up | down | all | status | scale | logs
-        [--peers N] [--browser-peers B] [--backend docker|process|auto] [--cluster NAME]
-        [--timeout S]
+        [--peers N] [--browser-peers B] [--backend docker|process|swarm|auto] [--cluster NAME]
+        [--timeout S] [--secure]
         [--node N | --signaling] [--follow]
 
 ``up`` starts the supervisor (``python -m supervisor run``) detached in its own session and
@@ -42,7 +42,7 @@ from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, MAX_PEERS, Ba
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
 PROG = "orchestrate.py"
-BACKEND_CHOICES = ("docker", "process", "auto")
+BACKEND_CHOICES = ("docker", "process", "swarm", "auto")
 
 app = clikit.make_app(PROG, (__doc__ or "").split("\n\n")[0])
 
@@ -66,7 +66,9 @@ PeersOpt = Annotated[
 BackendOpt = Annotated[
     str,
     typer.Option(
-        "--backend", parser=clikit.one_of(BACKEND_CHOICES), help="docker, process or auto."
+        "--backend",
+        parser=clikit.one_of(BACKEND_CHOICES),
+        help="docker, process, swarm or auto.",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -90,6 +92,15 @@ BrowserPeersOpt = Annotated[
 ]
 
 
+SecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--secure",
+        help="CURVE (authenticated, encrypted) control plane; always on for --backend swarm.",
+    ),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class UpArgs:
     cluster: str
@@ -99,6 +110,7 @@ class UpArgs:
     ports: Ports
     node_args: tuple[str, ...]
     browser_peers: int = 0
+    secure: bool = False
 
 
 class Progress:
@@ -177,12 +189,13 @@ def _up(args: UpArgs, backend: Backend) -> int:
         args.ports,
         args.node_args,
         browser_peers=args.browser_peers,
+        secure=args.secure,
     )
     progress = Progress(args.timeout)
     try:
         state = wait_for_state(args.cluster, args.root, proc)
         progress(f"supervisor pid {proc.pid}, front {state.front}")
-        client = FrontClient(state.front)
+        client = FrontClient.of(state)
         try:
             status = wait_formed(
                 client,
@@ -259,11 +272,12 @@ def up(
     signaling_port: PortOpt = None,
     node_arg: NodeArgOpt = None,
     browser_peers: BrowserPeersOpt = 0,
+    secure: SecureOpt = False,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
     args = _up_args(command, cluster, state_dir, peers, timeout, ports, node_arg)
-    args = dataclasses.replace(args, browser_peers=browser_peers)
+    args = dataclasses.replace(args, browser_peers=browser_peers, secure=secure)
 
     def run() -> int:
         kind = _resolve(backend)
@@ -303,7 +317,7 @@ def status(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None)
         state = _running_state(cluster, state_root(state_dir))
         if state is None:
             return _fail(f"cluster {cluster!r} is not running (start it with `up --peers N`)")
-        client = FrontClient(state.front, timeout_s=10.0)
+        client = FrontClient.of(state, timeout_s=10.0)
         try:
             reply = client.call("cluster.status")
         except SupervisorError as exc:
@@ -335,7 +349,7 @@ def scale(
         state = _running_state(cluster, state_root(state_dir))
         if state is None:
             return _fail(f"cluster {cluster!r} is not running")
-        client = FrontClient(state.front)
+        client = FrontClient.of(state)
         progress = Progress(timeout)
         try:
             result = client.call("cluster.scale", {"peers": target}, timeout_s=timeout)

@@ -56,7 +56,9 @@ def run(
     ] = DEFAULT_CLUSTER,
     backend: Annotated[
         Backend,
-        typer.Option("--backend", parser=clikit.enum_of(Backend), help="process, docker, memory."),
+        typer.Option(
+            "--backend", parser=clikit.enum_of(Backend), help="process, docker, swarm, memory."
+        ),
     ] = Backend.PROCESS,
     state_dir: Annotated[
         str | None, typer.Option("--state-dir", help="state directory (default $DHT_STATE_DIR).")
@@ -80,6 +82,12 @@ def run(
             help="headless-Chromium peers, numbered after the Python ones (process backend).",
         ),
     ] = 0,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure", help="CURVE on every control and event socket (always on for swarm)."
+        ),
+    ] = False,
 ) -> int:
     """Run a cluster in the foreground."""
     logging.basicConfig(
@@ -101,6 +109,7 @@ def run(
             signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
             node_args=tuple(node_arg or ()),
             browser_peers=browser_peers,
+            secure=secure,
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:

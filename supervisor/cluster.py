@@ -29,6 +29,7 @@ from typing import Any, Concatenate, ParamSpec, Self
 
 from control.client import EventSubscriber
 from control.commands import NodeAPI, Result, command_name
+from control.curve import CurveKeys
 from control.errors import ControlError
 from supervisor.errors import ClusterNotRunning, CommandFailed, KeyNotFound, SupervisorError
 from supervisor.front_client import (
@@ -37,6 +38,7 @@ from supervisor.front_client import (
     Progress,
     formation,
     quiet,
+    state_curve,
     status_table,
     wait_formed,
 )
@@ -68,8 +70,9 @@ class GetResult:
 class EventLog:
     """Background SUB thread collecting every event of the supervisor's event endpoint."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, curve: CurveKeys | None = None) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.cond = threading.Condition()
         self._stop = threading.Event()
@@ -79,7 +82,7 @@ class EventLog:
         self._ready.wait(5.0)
 
     def _run(self) -> None:
-        sub = EventSubscriber(self.endpoint)
+        sub = EventSubscriber(self.endpoint, curve=self.curve)
         self._ready.set()
         try:
             while not self._stop.is_set():
@@ -293,8 +296,8 @@ class Cluster:
         self.root = root
         self.owned = owned  # created by Cluster.up: removed (with its temp dir) on exit
         self._state = state
-        self.front = FrontClient(state.front)
-        self.event_log = EventLog(state.events)
+        self.front = FrontClient.of(state)
+        self.event_log = EventLog(state.events, state_curve(state))
         self._temp_root = False
 
     # -- construction --------------------------------------------------------------------------
@@ -312,6 +315,7 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         progress: Progress = quiet,
         browser_peers: int = 0,
+        secure: bool = False,
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
         peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed."""
@@ -333,7 +337,15 @@ class Cluster:
         if existing is not None and supervisor_alive(existing):
             raise SupervisorError(f"cluster {name!r} is already running")
         proc = spawn_supervisor(
-            name, peers, kind, root, ports, node_args, env, browser_peers=browser_peers
+            name,
+            peers,
+            kind,
+            root,
+            ports,
+            node_args,
+            env,
+            browser_peers=browser_peers,
+            secure=secure,
         )
         try:
             state = wait_for_state(name, root, proc)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from control.client import ControlClient
+from control.cluster_state import ClusterState
+from control.curve import CurveKeys, KeyFileError
 from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
 from supervisor.errors import (
     ClusterNotRunning,
@@ -39,10 +41,18 @@ def quiet(_: str) -> None:
 class FrontClient:
     """Blocking client of the supervisor front endpoint (thread-safe: one call at a time)."""
 
-    def __init__(self, endpoint: str, timeout_s: float = FRONT_TIMEOUT_S) -> None:
+    def __init__(
+        self, endpoint: str, timeout_s: float = FRONT_TIMEOUT_S, curve: CurveKeys | None = None
+    ) -> None:
         self.endpoint = endpoint
-        self._client = ControlClient(endpoint, timeout_s)
+        self._client = ControlClient(endpoint, timeout_s, curve=curve)
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, state: ClusterState, timeout_s: float = FRONT_TIMEOUT_S) -> FrontClient:
+        """A client of the front endpoint of the cluster ``state`` describes (with its CURVE
+        key when the cluster has one)."""
+        return cls(state.front, timeout_s, curve=state_curve(state))
 
     def call(
         self,
@@ -64,6 +74,17 @@ class FrontClient:
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+
+def state_curve(state: ClusterState) -> CurveKeys | None:
+    """The cluster's key pair when its control plane uses CURVE; raises ``ClusterUnreachable``
+    when the key file named in the state cannot be read."""
+    if not state.curve_key:
+        return None
+    try:
+        return CurveKeys.load(state.curve_key)
+    except KeyFileError as exc:
+        raise ClusterUnreachable(str(exc)) from exc
 
 
 def status_table(status: Mapping[str, Any]) -> str:

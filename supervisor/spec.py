@@ -44,7 +44,13 @@ _CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 class Backend(enum.StrEnum):
     PROCESS = "process"
     DOCKER = "docker"
+    SWARM = "swarm"
     MEMORY = "memory"  # tests only
+
+
+CONTAINER_BACKENDS = frozenset({Backend.DOCKER, Backend.SWARM})
+SECRETS_DIR = "/run/secrets"
+CURVE_SECRET = "curve.key"  # the cluster key pair, as a file name under SECRETS_DIR
 
 
 def validate_cluster_name(name: str) -> str:
@@ -81,12 +87,25 @@ class SupervisorConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     browser_peers: int = 0  # headless-Chromium peers, numbered after the Python ones
     browser_command: tuple[str, ...] = BROWSER_COMMAND
+    secure: bool = False  # CURVE on every control/event socket (always on for swarm)
 
     def __post_init__(self) -> None:
         if self.browser_peers < 0:
             raise ValueError("browser peers must not be negative")
-        if self.browser_peers and self.backend is Backend.DOCKER:
+        if self.browser_peers and self.backend in CONTAINER_BACKENDS:
             raise ValueError("browser peers run with the process backend only (no chromium image)")
+        if self.browser_peers and self.curved:
+            raise ValueError("browser peers do not speak CURVE: no --secure with browser peers")
+
+    @property
+    def curved(self) -> bool:
+        """True when the control plane uses CURVE (``control.curve``)."""
+        return self.secure or self.backend is Backend.SWARM
+
+    @property
+    def curve_key_path(self) -> Path:
+        """The cluster key pair on the supervisor's host."""
+        return self.cluster_dir / CURVE_SECRET
 
     @property
     def cluster_dir(self) -> Path:
@@ -117,7 +136,7 @@ NODES_DIR = "nodes"  # under the cluster's state dir: the process backend's peer
 
 
 def node_data_dir(config: SupervisorConfig, index: int) -> str:
-    if config.backend is Backend.DOCKER:
+    if config.backend in CONTAINER_BACKENDS:
         return f"dht-{config.cluster}-{index}"  # a volume name
     return str(config.cluster_dir / NODES_DIR / str(index))
 
@@ -138,6 +157,15 @@ def _peer_spec(
         *("--control", control, "--events", events),
         *extra,
     ]
+    secrets: dict[str, str] = {}
+    if config.curved:
+        secrets[CURVE_SECRET] = str(config.curve_key_path)
+        in_member = (
+            f"{SECRETS_DIR}/{CURVE_SECRET}"
+            if config.backend in CONTAINER_BACKENDS
+            else secrets[CURVE_SECRET]
+        )
+        argv += ["--curve-key", in_member]
     return MemberSpec(
         cluster=config.cluster,
         role=Role.PEER,
@@ -146,6 +174,7 @@ def _peer_spec(
         env=_peer_env(config, command, argv),
         data_dir=node_data_dir(config, index),
         log_path=str(config.cluster_dir / "logs" / log_name),
+        secrets=secrets,
     )
 
 
@@ -153,7 +182,7 @@ def node_spec(
     config: SupervisorConfig, index: int, signaling: str, control: str, events: str
 ) -> MemberSpec:
     data_dir = node_data_dir(config, index)
-    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
+    data_arg = DOCKER_DATA_DIR if config.backend in CONTAINER_BACKENDS else data_dir
     extra = ("--ice-address", HOST, *config.node_args)
     endpoints = (signaling, control, events)
     command = config.node_command

@@ -37,6 +37,7 @@ import zmq.asyncio
 
 from control.client import MAX_EVENT_BYTES, AsyncControlClient, decode_event
 from control.codec import pack
+from control.curve import CurveKeys, Guard, curve_client
 from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
 from control.limits import SUBSCRIPTION_MAX_BYTES
 from control.schema import Request
@@ -107,6 +108,9 @@ class Supervisor:
         self._taken_ports: set[int] = set()
         self._status = "starting"
         self._scale_lock = asyncio.Lock()
+        self.curve: CurveKeys | None = None
+        """The cluster key pair when the control plane uses CURVE (made by ``start``)."""
+        self.guard: Guard | None = None
         self.front_endpoint = ""
         self.events_endpoint = ""
         self.metrics_url = ""
@@ -167,6 +171,7 @@ class Supervisor:
             signaling_restarts=sig.restarts if sig else 0,
             supervisor_log=str(self.config.cluster_dir / SUPERVISOR_LOG),
             nodes=nodes,
+            curve_key=str(self.config.curve_key_path) if self.curve is not None else None,
         )
 
     def save(self) -> None:
@@ -193,12 +198,21 @@ class Supervisor:
         self.metrics_url = f"http://{HOST}:{metrics_port}/metrics"
         self.signaling_url = signaling_url(sig_port)
 
+        if cfg.curved:  # a fresh cluster key pair at every start (control.curve)
+            self.curve = CurveKeys.generate()
+            self.curve.save(cfg.curve_key_path)
+            self.guard = Guard(self.ctx, self.curve)
+            self.guard.start()
         self._pub = self.ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
         self._pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+        if self.guard is not None:
+            self.guard.protect(self._pub, f"event endpoint {self.events_endpoint}")
         self._pub.bind(self.events_endpoint)
-        self._front = front_server(self.ctx, self.front_endpoint, self.handle_request)
+        self._front = front_server(
+            self.ctx, self.front_endpoint, self.handle_request, guard=self.guard
+        )
         self._front.bind()
         try:
             self.metrics.serve(HOST, metrics_port)
@@ -236,8 +250,12 @@ class Supervisor:
         member = Member(make_spec(self.config, index, self.signaling_url, control, events))
         member.kind = "browser" if browser else "node"
         member.control, member.events = control, events
-        member.client = AsyncControlClient(control, NODE_COMMAND_TIMEOUT_S, context=self.ctx)
+        member.client = AsyncControlClient(
+            control, NODE_COMMAND_TIMEOUT_S, context=self.ctx, curve=self.curve
+        )
         sub = self.ctx.socket(zmq.SUB)
+        if self.curve is not None:
+            curve_client(sub, self.curve)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 100_000)
         sub.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
@@ -293,6 +311,8 @@ class Supervisor:
             await self._front.close()
         if self._pub is not None:
             self._pub.close(linger=0)
+        if self.guard is not None:
+            await self.guard.close()
         self.metrics.close()
         self._status = "stopped"
         self.save()
