@@ -3,7 +3,7 @@
 
     python orchestrate.py build | up | down | all | status | scale | logs
         [--peers N] [--browser-peers B] [--backend docker|process|swarm|auto] [--cluster NAME]
-        [--timeout S] [--secure]
+        [--timeout S] [--secure] [--ice-server URL]
         [--node N | --signaling] [--follow]
 
 ``up`` starts the supervisor (``python -m supervisor run``) detached in its own session and
@@ -101,6 +101,12 @@ SecureOpt = Annotated[
 ]
 
 
+IceServerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ice-server", metavar="URL", help="STUN/TURN URL for every peer (repeatable)."),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class UpArgs:
     cluster: str
@@ -111,6 +117,7 @@ class UpArgs:
     node_args: tuple[str, ...]
     browser_peers: int = 0
     secure: bool = False
+    ice_servers: tuple[str, ...] = ()
 
 
 class Progress:
@@ -151,7 +158,7 @@ def _running_state(cluster: str, root: Path) -> ClusterState | None:
 
 
 def _build(backend: Backend) -> int:
-    if backend is not Backend.DOCKER:
+    if backend not in (Backend.DOCKER, Backend.SWARM):
         print("process backend: nothing to build", file=sys.stderr)
         return 0
     from imagebuild import build_images
@@ -190,6 +197,7 @@ def _up(args: UpArgs, backend: Backend) -> int:
         args.node_args,
         browser_peers=args.browser_peers,
         secure=args.secure,
+        ice_servers=args.ice_servers,
     )
     progress = Progress(args.timeout)
     try:
@@ -273,11 +281,14 @@ def up(
     node_arg: NodeArgOpt = None,
     browser_peers: BrowserPeersOpt = 0,
     secure: SecureOpt = False,
+    ice_server: IceServerOpt = None,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
     args = _up_args(command, cluster, state_dir, peers, timeout, ports, node_arg)
-    args = dataclasses.replace(args, browser_peers=browser_peers, secure=secure)
+    args = dataclasses.replace(
+        args, browser_peers=browser_peers, secure=secure, ice_servers=tuple(ice_server or ())
+    )
 
     def run() -> int:
         kind = _resolve(backend)
@@ -409,7 +420,8 @@ def _logs(cluster: str, root: Path, node: int | None, signaling: bool, follow: b
     launcher = make_launcher(Backend(state.backend), root)
     try:
         for line in launcher.logs(handle, follow=follow):
-            sys.stdout.write(line)
+            # Process logs keep their newline, container and service logs do not.
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
             sys.stdout.flush()
     except LaunchError as exc:
         return _fail(str(exc))

@@ -46,7 +46,10 @@ def _opt(
     )
 
 
-_ICE_ADDRESS_HELP = "host address ICE gathers on (repeatable; env DHT_ICE_ADDRESSES, a comma list)"
+_ICE_ADDRESS_HELP = (
+    "host address ICE gathers on, 'auto' for this host's non-loopback addresses "
+    "(repeatable; env DHT_ICE_ADDRESSES, a comma list)"
+)
 _ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma list)"
 _BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
 _DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"

@@ -83,6 +83,26 @@ class Options:
         )
 
 
+AUTO_ICE: Final = "auto"
+LOOPBACK: Final = "127.0.0.1"
+
+
+def ice_addresses(requested: list[str]) -> list[str]:
+    """``requested`` with ``auto`` replaced by this host's own non-loopback IPv4 addresses
+    (aioice's interface discovery; loopback when there are none): what a peer of a cluster that
+    spans hosts gathers on (``supervisor.swarm.swarm_config``)."""
+    out: list[str] = []
+    for address in requested:
+        if address != AUTO_ICE:
+            out.append(address)
+            continue
+        from aioice.ice import get_host_addresses
+
+        found = [a for a in get_host_addresses(use_ipv4=True, use_ipv6=False) if a != LOOPBACK]
+        out += found or [LOOPBACK]
+    return list(dict.fromkeys(out))
+
+
 def serve(options: Options) -> int:
     """Configure logging and run the node; the exit code."""
     logging.basicConfig(
@@ -129,7 +149,7 @@ async def run(options: Options) -> int:
         return EXIT_USAGE
     node = PeerNode(
         identity,
-        WebRTCTransport(options.ice_addresses, options.ice_servers),
+        WebRTCTransport(ice_addresses(options.ice_addresses), options.ice_servers),
         config=options.config(),
         settings=options.settings(),
         signaling_url=options.signaling,

@@ -82,6 +82,10 @@ def run(
             help="headless-Chromium peers, numbered after the Python ones (process backend).",
         ),
     ] = 0,
+    ice_server: Annotated[
+        list[str] | None,
+        typer.Option("--ice-server", metavar="URL", help="STUN/TURN URL for every peer."),
+    ] = None,
     secure: Annotated[
         bool,
         typer.Option(
@@ -110,6 +114,7 @@ def run(
             node_args=tuple(node_arg or ()),
             browser_peers=browser_peers,
             secure=secure,
+            ice_servers=tuple(ice_server or ()),
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:
@@ -121,8 +126,11 @@ def run(
 async def _run(config: SupervisorConfig) -> None:
     from supervisor.cluster import make_launcher
     from supervisor.supervisor import Supervisor
+    from supervisor.swarm import SwarmLauncher, swarm_config
 
     launcher = make_launcher(config.backend, config.state_root)
+    if isinstance(launcher, SwarmLauncher):
+        config = swarm_config(config, launcher)
     await Supervisor(config, launcher).run()
 
 

@@ -316,6 +316,7 @@ class Cluster:
         progress: Progress = quiet,
         browser_peers: int = 0,
         secure: bool = False,
+        ice_servers: Sequence[str] = (),
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
         peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed."""
@@ -346,6 +347,7 @@ class Cluster:
             env,
             browser_peers=browser_peers,
             secure=secure,
+            ice_servers=ice_servers,
         )
         try:
             state = wait_for_state(name, root, proc)

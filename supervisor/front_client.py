@@ -91,8 +91,9 @@ def status_table(status: Mapping[str, Any]) -> str:
     """The human table of ``cluster.status``: one row per peer."""
     nodes = status.get("nodes", [])
     kinds = any(node.get("kind", "node") != "node" for node in nodes)
+    hosts = any("host" in node for node in nodes)  # backends that place peers (swarm)
     header = ("node", "id", "control", "peers", "rt", "restarts", "health")
-    rows = [header + (("kind",) if kinds else ())]
+    rows = [header + (("kind",) if kinds else ()) + (("host",) if hosts else ())]
     for node in nodes:
         rows.append(
             (
@@ -105,6 +106,7 @@ def status_table(status: Mapping[str, Any]) -> str:
                 str(node.get("health", "?")),
             )
             + ((str(node.get("kind", "node")),) if kinds else ())
+            + ((str(node.get("host") or "-"),) if hosts else ())
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]

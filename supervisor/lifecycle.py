@@ -60,9 +60,9 @@ def make_launcher(backend: Backend | str, root: Path) -> Launcher:
         launcher: Launcher = DockerLauncher()
         return launcher
     if backend is Backend.SWARM:
-        from supervisor.errors import LaunchError
+        from supervisor.swarm import SwarmLauncher
 
-        raise LaunchError("the swarm backend is not available in this build")
+        return SwarmLauncher()
     from supervisor.memory import MemoryLauncher
 
     return MemoryLauncher()
@@ -101,6 +101,7 @@ def spawn_supervisor(
     env: Mapping[str, str] | None = None,
     browser_peers: int = 0,
     secure: bool = False,
+    ice_servers: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
     directory = cluster_dir(cluster, root)
@@ -125,6 +126,8 @@ def spawn_supervisor(
         argv += ["--browser-peers", str(browser_peers)]
     if secure:
         argv.append("--secure")
+    for url in ice_servers:
+        argv.append(f"--ice-server={url}")
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p

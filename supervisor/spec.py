@@ -88,6 +88,9 @@ class SupervisorConfig:
     browser_peers: int = 0  # headless-Chromium peers, numbered after the Python ones
     browser_command: tuple[str, ...] = BROWSER_COMMAND
     secure: bool = False  # CURVE on every control/event socket (always on for swarm)
+    host: str = HOST  # where peers reach the signaling server (it binds there)
+    ice_address: str = HOST  # the peers' --ice-address ("auto": the host's own addresses)
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to every peer (--ice-server)
 
     def __post_init__(self) -> None:
         if self.browser_peers < 0:
@@ -117,7 +120,7 @@ def signaling_url(port: int, host: str = HOST) -> str:
 
 
 def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
-    argv = [*config.signaling_command, "--host", HOST, "--port", str(port)]
+    argv = [*config.signaling_command, "--host", config.host, "--port", str(port)]
     if config.browser_peers:
         argv += ["--web", str(WEB_DIR)]
     log_path = str(config.cluster_dir / "logs" / "signaling.log")
@@ -151,12 +154,10 @@ def _peer_spec(
     log_name: str,
 ) -> MemberSpec:
     signaling, control, events = endpoints
-    argv = [
-        *command,
-        *("--signaling", signaling, "--data-dir", data_arg),
-        *("--control", control, "--events", events),
-        *extra,
-    ]
+    argv = [*command, "--signaling", signaling, "--data-dir", data_arg]
+    if config.backend is not Backend.SWARM:  # swarm: from the task slot (supervisor.swarm)
+        argv += ["--control", control, "--events", events]
+    argv += extra
     secrets: dict[str, str] = {}
     if config.curved:
         secrets[CURVE_SECRET] = str(config.curve_key_path)
@@ -183,7 +184,8 @@ def node_spec(
 ) -> MemberSpec:
     data_dir = node_data_dir(config, index)
     data_arg = DOCKER_DATA_DIR if config.backend in CONTAINER_BACKENDS else data_dir
-    extra = ("--ice-address", HOST, *config.node_args)
+    servers = [arg for url in config.ice_servers for arg in ("--ice-server", url)]
+    extra = ("--ice-address", config.ice_address, *servers, *config.node_args)
     endpoints = (signaling, control, events)
     command = config.node_command
     return _peer_spec(config, index, command, endpoints, data_arg, extra, f"node-{index}.log")
