@@ -2,8 +2,8 @@
 """Bring a webrtc-dht cluster up and down.
 
     python orchestrate.py build | up | down | all | status | scale | logs
-        [--peers N] [--browser-peers B] [--backend docker|process|auto] [--cluster NAME]
-        [--timeout S]
+        [--peers N] [--browser-peers B] [--backend docker|process|swarm|auto] [--cluster NAME]
+        [--timeout S] [--secure] [--ice-server URL]
         [--node N | --signaling] [--follow]
 
 ``up`` starts the supervisor (``python -m supervisor run``) detached in its own session and
@@ -42,7 +42,7 @@ from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, MAX_PEERS, Ba
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
 PROG = "orchestrate.py"
-BACKEND_CHOICES = ("docker", "process", "auto")
+BACKEND_CHOICES = ("docker", "process", "swarm", "auto")
 
 app = clikit.make_app(PROG, (__doc__ or "").split("\n\n")[0])
 
@@ -66,7 +66,9 @@ PeersOpt = Annotated[
 BackendOpt = Annotated[
     str,
     typer.Option(
-        "--backend", parser=clikit.one_of(BACKEND_CHOICES), help="docker, process or auto."
+        "--backend",
+        parser=clikit.one_of(BACKEND_CHOICES),
+        help="docker, process, swarm or auto.",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -99,6 +101,21 @@ BrowserPeersOpt = Annotated[
 ]
 
 
+SecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--secure",
+        help="CURVE (authenticated, encrypted) control plane; always on for --backend swarm.",
+    ),
+]
+
+
+IceServerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ice-server", metavar="URL", help="STUN/TURN URL for every peer (repeatable)."),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class UpArgs:
     cluster: str
@@ -108,6 +125,8 @@ class UpArgs:
     ports: Ports
     node_args: tuple[str, ...]
     browser_peers: int = 0
+    secure: bool = False
+    ice_servers: tuple[str, ...] = ()
 
 
 class Progress:
@@ -148,7 +167,7 @@ def _running_state(cluster: str, root: Path) -> ClusterState | None:
 
 
 def _build(backend: Backend) -> int:
-    if backend is not Backend.DOCKER:
+    if backend not in (Backend.DOCKER, Backend.SWARM):
         print("process backend: nothing to build", file=sys.stderr)
         return 0
     from imagebuild import build_images
@@ -186,12 +205,14 @@ def _up(args: UpArgs, backend: Backend) -> int:
         args.ports,
         args.node_args,
         browser_peers=args.browser_peers,
+        secure=args.secure,
+        ice_servers=args.ice_servers,
     )
     progress = Progress(args.timeout)
     try:
         state = wait_for_state(args.cluster, args.root, proc)
         progress(f"supervisor pid {proc.pid}, front {state.front}")
-        client = FrontClient(state.front)
+        client = FrontClient.of(state)
         try:
             status = wait_formed(
                 client,
@@ -269,6 +290,8 @@ def up(
     node_arg: NodeArgOpt = None,
     set_: SetOpt = None,
     browser_peers: BrowserPeersOpt = 0,
+    secure: SecureOpt = False,
+    ice_server: IceServerOpt = None,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
@@ -279,7 +302,9 @@ def up(
     args = _up_args(
         command, cluster, state_dir, peers, timeout, ports, [*(node_arg or ()), *settings]
     )
-    args = dataclasses.replace(args, browser_peers=browser_peers)
+    args = dataclasses.replace(
+        args, browser_peers=browser_peers, secure=secure, ice_servers=tuple(ice_server or ())
+    )
 
     def run() -> int:
         kind = _resolve(backend)
@@ -319,7 +344,7 @@ def status(cluster: ClusterOpt = DEFAULT_CLUSTER, state_dir: StateDirOpt = None)
         state = _running_state(cluster, state_root(state_dir))
         if state is None:
             return _fail(f"cluster {cluster!r} is not running (start it with `up --peers N`)")
-        client = FrontClient(state.front, timeout_s=10.0)
+        client = FrontClient.of(state, timeout_s=10.0)
         try:
             reply = client.call("cluster.status")
         except SupervisorError as exc:
@@ -351,7 +376,7 @@ def scale(
         state = _running_state(cluster, state_root(state_dir))
         if state is None:
             return _fail(f"cluster {cluster!r} is not running")
-        client = FrontClient(state.front)
+        client = FrontClient.of(state)
         progress = Progress(timeout)
         try:
             result = client.call("cluster.scale", {"peers": target}, timeout_s=timeout)
@@ -411,7 +436,8 @@ def _logs(cluster: str, root: Path, node: int | None, signaling: bool, follow: b
     launcher = make_launcher(Backend(state.backend), root)
     try:
         for line in launcher.logs(handle, follow=follow):
-            sys.stdout.write(line)
+            # Process logs keep their newline, container and service logs do not.
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
             sys.stdout.flush()
     except LaunchError as exc:
         return _fail(str(exc))

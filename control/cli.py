@@ -27,6 +27,7 @@ from control.cli_options import (
     Options,
     UsageFailure,
     control_endpoint,
+    curve_keys,
     events_endpoint,
     meta_arg,
     node_id_arg,
@@ -202,7 +203,9 @@ def _run(opts: Options, body: Callable[[], None]) -> None:
 
 def _call(opts: Options, cmd: str, **args: Any) -> dict[str, Any]:
     selector = opts.node_selector
-    with ControlClient(control_endpoint(opts), timeout_s=opts.timeout) as client:
+    with ControlClient(
+        control_endpoint(opts), timeout_s=opts.timeout, curve=curve_keys(opts)
+    ) as client:
         return client.request(cmd, args, node=selector)
 
 
@@ -290,7 +293,9 @@ def cmd_lookup(
         _show(opts, "lookup", _call(opts, "lookup", topic=topic))
         return
     me = _call(opts, "id")["id"]
-    with EventSubscriber(events_endpoint(opts, events), ["topic.peer"]) as sub:
+    with EventSubscriber(
+        events_endpoint(opts, events), ["topic.peer"], curve=curve_keys(opts)
+    ) as sub:
         joined = _call(opts, "join", topic=topic, port=None, meta=None)
         if not opts.json:
             typer.echo(f"following {topic} ({short(joined.get('topic_id'))}), Ctrl-C to stop")
@@ -417,7 +422,9 @@ def cmd_listen(
     ] = None,
 ) -> None:
     me = _call(opts, "id")["id"]
-    with EventSubscriber(events_endpoint(opts, events), ["record.updated"]) as sub:
+    with EventSubscriber(
+        events_endpoint(opts, events), ["record.updated"], curve=curve_keys(opts)
+    ) as sub:
         reply = _call(opts, "listen", key=key)
         if not opts.json:
             typer.echo(f"listening to {key} ({short(reply.get('key_id'))}), Ctrl-C to stop")
@@ -459,7 +466,9 @@ def cmd_watch(
 ) -> None:
     selector = opts.node_selector
     index = selector if isinstance(selector, int) else None
-    with EventSubscriber(events_endpoint(opts, opts.endpoint), topic or None) as sub:
+    with EventSubscriber(
+        events_endpoint(opts, opts.endpoint), topic or None, curve=curve_keys(opts)
+    ) as sub:
         for event_topic, payload in sub:
             if index is not None and payload.get("index") != index:
                 continue

@@ -3,6 +3,8 @@
 Where commands go (first match wins):
   --endpoint URL  >  $DHTCTL_ENDPOINT  >  ``front`` of the cluster state file
   (``control.cluster_state``)  >  tcp://127.0.0.1:5555.
+CURVE key (a secured cluster, ``control.curve``): $DHT_CURVE_KEY > ``curve_key`` of the state file
+> none.
 Events: (watch --endpoint | lookup --follow --events) > $DHTCTL_EVENTS > ``events`` of the
 state file > tcp://127.0.0.1:5556. The cluster is --cluster > $DHTCTL_CLUSTER > ``default``.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from control.cluster_state import ClusterState, StateFileError, load_state, state_path, state_root
+from control.curve import KEY_ENV, CurveKeys, KeyFileError
 from control.errors import Unreachable
 from control.schema import is_node_id_hex
 
@@ -90,6 +93,20 @@ def events_endpoint(opts: Options, explicit: str | None) -> str:
         return _check_endpoint(env)
     state = _cluster_state(opts)
     return state.events if state is not None and state.events else DEFAULT_EVENTS_ENDPOINT
+
+
+def curve_keys(opts: Options) -> CurveKeys | None:
+    """The cluster's CURVE key pair when its control plane is secured, else None."""
+    path = os.environ.get(KEY_ENV)
+    if not path:
+        state = _cluster_state(opts)
+        path = state.curve_key if state is not None else None
+    if not path:
+        return None
+    try:
+        return CurveKeys.load(path)
+    except KeyFileError as exc:
+        raise Unreachable(str(exc)) from exc
 
 
 # -- arguments ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message, recv_monitor_message
 
 from control.codec import CodecError, pack, unpack
+from control.curve import CurveKeys, curve_client
 from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
 from control.schema import PROTOCOL_VERSION
 
@@ -100,11 +101,17 @@ def result_of(reply: object, expected_id: int | None = None) -> dict[str, Any]:
 Sock = TypeVar("Sock", zmq.Socket[bytes], zmq.asyncio.Socket)
 
 
-def _connect_monitored(sock: Sock, endpoint: str) -> tuple[Sock, Sock]:
-    """``sock`` connected to ``endpoint`` (queueing only on a completed connection), and the
-    monitor socket that reports refused connections."""
+def _connect_monitored(
+    sock: Sock, endpoint: str, curve: CurveKeys | None = None
+) -> tuple[Sock, Sock]:
+    """``sock`` connected to ``endpoint`` (queueing only on a completed connection, which with
+    CURVE means a completed handshake), and the monitor socket that reports refused
+    connections."""
+    if curve is not None:
+        curve_client(sock, curve)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     monitor = sock.get_monitor_socket(_MONITOR_EVENTS)
     try:
         sock.connect(endpoint)
@@ -129,9 +136,10 @@ class _Requests(Generic[R]):
     ``R`` is the result map for the blocking client and an awaitable of it for the asyncio one;
     each implements ``_exchange`` (send one encoded request, wait for its reply)."""
 
-    def __init__(self, endpoint: str, timeout_s: float) -> None:
+    def __init__(self, endpoint: str, timeout_s: float, curve: CurveKeys | None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self.curve = curve
         self._ids = itertools.count(1)
 
     def request(
@@ -164,8 +172,9 @@ class ControlClient(_Requests[dict[str, Any]], ClosesOnExit):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
-        super().__init__(endpoint, timeout_s)
+        super().__init__(endpoint, timeout_s, curve)
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
         self._monitor: zmq.Socket[bytes] | None = None
@@ -174,7 +183,9 @@ class ControlClient(_Requests[dict[str, Any]], ClosesOnExit):
     def _open(self) -> zmq.Socket[bytes]:
         if self._sock is not None:
             return self._sock
-        self._sock, self._monitor = _connect_monitored(self._ctx.socket(zmq.REQ), self.endpoint)
+        self._sock, self._monitor = _connect_monitored(
+            self._ctx.socket(zmq.REQ), self.endpoint, self.curve
+        )
         self._connected = False
         return self._sock
 
@@ -250,8 +261,9 @@ class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         *,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
-        super().__init__(endpoint, timeout_s)
+        super().__init__(endpoint, timeout_s, curve)
         self._ctx = context if context is not None else zmq.asyncio.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
         self._monitor: zmq.Socket[bytes] | None = None
@@ -267,7 +279,7 @@ class AsyncControlClient(_Requests[Awaitable[dict[str, Any]]]):
         if self._sock is not None:
             return self._sock
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self._ctx.underlying)
-        sock, monitor = _connect_monitored(ctx.socket(zmq.DEALER), self.endpoint)
+        sock, monitor = _connect_monitored(ctx.socket(zmq.DEALER), self.endpoint, self.curve)
         self._sock, self._monitor = sock, monitor
         loop = asyncio.get_running_loop()
         for s, callback in ((sock, self._on_replies), (monitor, self._on_monitor)):
@@ -384,8 +396,12 @@ def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]] | None:
     return topic, payload
 
 
-def _subscribed(sock: Sock, endpoint: str, topics: Sequence[str] | None) -> Sock:
+def _subscribed(
+    sock: Sock, endpoint: str, topics: Sequence[str] | None, curve: CurveKeys | None = None
+) -> Sock:
     """``sock`` (a new SUB socket) subscribed to the ``topics`` prefixes and connected."""
+    if curve is not None:
+        curve_client(sock, curve)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
     for prefix in topics or [""]:
@@ -407,11 +423,12 @@ class EventSubscriber(ClosesOnExit):
         topics: Sequence[str] | None = None,
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.dropped = 0
         ctx = context if context is not None else zmq.Context.instance()
-        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics)
+        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics, curve)
 
     def recv(self, timeout_s: float | None = None) -> tuple[str, dict[str, Any]] | None:
         """The next well-formed event, or ``None`` after ``timeout_s`` (forever when None)."""
@@ -445,11 +462,12 @@ class AsyncEventSubscriber:
         topics: Sequence[str] | None = None,
         *,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.dropped = 0
         ctx = context if context is not None else zmq.asyncio.Context.instance()
-        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics)
+        self._sock = _subscribed(ctx.socket(zmq.SUB), endpoint, topics, curve)
 
     async def recv(self) -> tuple[str, dict[str, Any]]:
         while True:

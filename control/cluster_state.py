@@ -64,6 +64,7 @@ class ClusterState:
     signaling_log: str | None = None
     signaling_restarts: int = 0
     supervisor_log: str | None = None
+    curve_key: str | None = None  # the cluster's CURVE key file when the control plane uses it
     nodes: tuple[NodeRecord, ...] = field(default_factory=tuple)
 
     def node(self, index: int) -> NodeRecord | None:

@@ -14,8 +14,12 @@ Theory of operation:
   content. Protocol errors map to ``bad_request`` / ``unsupported_version`` / ``unknown_command``
   / ``bad_args`` / ``too_large``; a ``CommandError`` from the dispatcher keeps its code; any other
   exception is logged with its traceback and answered ``internal`` — the server stays up.
-- Frames above ``max_frame_bytes`` make ZeroMQ drop the connection (no reply is possible
-  then); frames between ``MAX_REQUEST_BYTES`` and that get ``too_large``.
+- Frames above ``max_frame_bytes`` (``MAXMSGSIZE``) make ZeroMQ drop the connection before it
+  buffers them (no reply is possible then); frames between ``MAX_REQUEST_BYTES`` and that get
+  ``too_large``. ``MAXMSGSIZE`` bounds each *frame*: libzmq has no limit on the number of
+  frames of one multipart message, which it buffers whole before the ROUTER sees it. A client
+  that sends many frames just under the limit can still make the node buffer them (it is then
+  refused with ``bad_request``): with CURVE on (``control.curve``) only key holders can.
 - The envelope's ``node`` field (a supervisor concept) is accepted and ignored by a node.
 - ``ControlServer.publish`` never blocks: PUB drops events for slow subscribers.
 """
@@ -35,7 +39,9 @@ import zmq.asyncio
 
 from control.codec import CodecError, pack, unpack
 from control.commands import COMMANDS, NodeAPI, help_result
+from control.curve import CurveKeys, Guard
 from control.errors import CommandError, ErrorCode
+from control.limits import NODE_MAX_FRAME_BYTES, SUBSCRIPTION_MAX_BYTES
 from control.schema import (
     MAX_REQUEST_BYTES,
     Request,
@@ -48,7 +54,6 @@ from control.schema import (
 
 log = logging.getLogger(__name__)
 
-HARD_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT: Final = 256
 EVENT_FLUSH_DELAY_S: Final = 0.002
 MAX_EVENT_BATCH: Final = 64
@@ -124,7 +129,8 @@ class RouterServer:
         dispatch: Dispatch,
         *,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
-        max_frame_bytes: int = HARD_MAX_FRAME_BYTES,
+        max_frame_bytes: int = NODE_MAX_FRAME_BYTES,
+        guard: Guard | None = None,
     ) -> None:
         self.endpoint = endpoint
         """The bound endpoint once bound (a ``*`` or ``0`` port replaced by the real one)."""
@@ -134,6 +140,7 @@ class RouterServer:
         self._ctx = ctx
         self._max_frame_bytes = max_frame_bytes
         self._max_inflight = max_inflight
+        self._guard = guard
         self._sock: zmq.Socket[bytes] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,6 +155,8 @@ class RouterServer:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame_bytes)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            if self._guard is not None:
+                self._guard.protect(sock, f"control socket {self.endpoint}")
             sock.bind(self.endpoint)
         except zmq.ZMQError:
             sock.close(linger=0)
@@ -274,8 +283,12 @@ class ControlServer:
         node_id: str | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         dispatch: Dispatch | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.api = api
+        self.curve = curve
+        """The cluster key pair: when set, both sockets are CURVE servers (``control.curve``)."""
+        self.guard: Guard | None = None
         self.node_id = node_id
         self.control_endpoint = control_endpoint
         """The bound endpoint once started (a ``*`` or ``0`` port replaced by the real one)."""
@@ -302,19 +315,31 @@ class ControlServer:
     async def start(self) -> None:
         """Bind both sockets (raises ``zmq.ZMQError`` if an endpoint is taken) and serve."""
         ctx = zmq.asyncio.Context()
+        guard = None if self.curve is None else Guard(ctx, self.curve)
         router = RouterServer(
-            ctx, self.control_endpoint, self._dispatch, max_inflight=self._max_inflight
+            ctx,
+            self.control_endpoint,
+            self._dispatch,
+            max_inflight=self._max_inflight,
+            guard=guard,
         )
         pub: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
         try:
             pub.setsockopt(zmq.LINGER, 0)
+            pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+            if guard is not None:
+                guard.start()
+                guard.protect(pub, f"event socket {self.events_endpoint}")
             router.bind()
             pub.bind(self.events_endpoint)
         except zmq.ZMQError:
             await router.close()
             pub.close(linger=0)
+            if guard is not None:
+                await guard.close()
             ctx.term()
             raise
+        self.guard = guard
         self.control_endpoint = router.endpoint
         self.events_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._ctx, self._router, self._pub = ctx, router, pub
@@ -328,6 +353,9 @@ class ControlServer:
         self._flush_events()
         if self._pub is not None:
             self._pub.close(linger=linger_ms)
+        if self.guard is not None:
+            await self.guard.close()
+            self.guard = None
         if self._ctx is not None:
             self._ctx.term()
         self._ctx = self._pub = None
@@ -396,10 +424,11 @@ class ThreadedControlServer:
         *,
         node_id: str | None = None,
         dispatch: Dispatch | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self.server = ControlServer(
-            api, control_endpoint, events_endpoint, node_id=node_id, dispatch=dispatch
+            api, control_endpoint, events_endpoint, node_id=node_id, dispatch=dispatch, curve=curve
         )
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 

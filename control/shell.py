@@ -12,7 +12,14 @@ from typing import Any, Final
 
 import typer
 
-from control.cli_options import Options, UsageFailure, control_endpoint, meta_arg, node_id_arg
+from control.cli_options import (
+    Options,
+    UsageFailure,
+    control_endpoint,
+    curve_keys,
+    meta_arg,
+    node_id_arg,
+)
 from control.client import ControlClient
 from control.cluster_state import state_root
 from control.commands import COMMANDS, ArgType, CommandSpec
@@ -30,7 +37,9 @@ class Shell:
 
     def __init__(self, opts: Options) -> None:
         self.opts = opts
-        self.client = ControlClient(control_endpoint(opts), timeout_s=opts.timeout)
+        self.client = ControlClient(
+            control_endpoint(opts), timeout_s=opts.timeout, curve=curve_keys(opts)
+        )
         self.node = opts.node_selector
 
     def call(self, cmd: str, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,14 @@ Exit 0 = healthy, 1 = unhealthy (the reason goes to stdout, which Docker keeps i
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 
 TIMEOUT_S = 2.0
+MAX_REPLY_BYTES = 1024 * 1024  # an `id` reply is tiny: a bigger frame drops the connection
 DEFAULT_CONTROL = "tcp://127.0.0.1:7000"
 DEFAULT_SIGNALING_HOST = "127.0.0.1"
 DEFAULT_SIGNALING_PORT = 3000
@@ -79,13 +81,22 @@ def check_node(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
     timeout_ms = int(TIMEOUT_S * 1000)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
     sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     try:
+        key_file = flag(argv, "--curve-key") or env.get("DHT_CURVE_KEY")
+        if key_file:  # the cluster's key pair (control.curve): the node is a CURVE server
+            with open(key_file, encoding="ascii") as fh:
+                keys = json.load(fh)
+            public, secret = keys["public"].encode(), keys["secret"].encode()
+            sock.setsockopt(zmq.CURVE_SERVERKEY, public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
         sock.connect(endpoint)
         sock.send(msgpack.packb({"v": 1, "id": 1, "cmd": "id", "args": {}}))
         reply = msgpack.unpackb(sock.recv(), raw=False)
     except zmq.Again:
         return f"no reply from {endpoint} within {TIMEOUT_S} s"
-    except (zmq.ZMQError, ValueError) as exc:
+    except (zmq.ZMQError, ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
         return f"control socket {endpoint}: {exc}"
     finally:
         sock.close()

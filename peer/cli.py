@@ -46,7 +46,10 @@ def _opt(
     )
 
 
-_ICE_ADDRESS_HELP = "host address ICE gathers on (repeatable; env DHT_ICE_ADDRESSES, a comma list)"
+_ICE_ADDRESS_HELP = (
+    "host address ICE gathers on, 'auto' for this host's non-loopback addresses "
+    "(repeatable; env DHT_ICE_ADDRESSES, a comma list)"
+)
 _ICE_SERVER_HELP = "stun:/turn: URL (repeatable; env DHT_ICE_SERVERS, a comma list)"
 _BOOTSTRAP_HELP = "how many peers from the signaling server to dial when joining"
 _DISCOVERY_HELP = "seconds between re-lookups of a joined topic (continuous discovery)"
@@ -55,6 +58,7 @@ _SET_HELP = (
     "set a node parameter (repeatable): periods, quotas, rate limits; env DHT_NAME. "
     "Names: " + ", ".join(tunables.TUNABLES)
 )
+_CURVE_HELP = "CURVE key file of the cluster: authenticated, encrypted control and event sockets"
 _PERSIST_HELP = "keep records, providers and contacts in SQLite in the data dir (env DHT_PERSIST)"
 _MIN_LINKS_HELP = "links to the closest peers kept open however idle"
 _LINK_IDLE_HELP = "seconds after which an unused link is closed (0: never; the contact stays)"
@@ -97,6 +101,7 @@ def main_command(
     link_idle: Annotated[
         float, _opt("DHT_LINK_IDLE", _LINK_IDLE_HELP, clikit.non_negative_float)
     ] = 120.0,
+    curve_key: Annotated[str | None, _opt("DHT_CURVE_KEY", _CURVE_HELP, metavar="PATH")] = None,
 ) -> int:
     addresses = ice_address or _env_list("DHT_ICE_ADDRESSES") or ["127.0.0.1"]
     servers = ice_server or _env_list("DHT_ICE_SERVERS") or []
@@ -104,7 +109,7 @@ def main_command(
     options = Options(
         url, data_dir, addresses, servers, control, events, k, alpha, discovery_interval,
         max_connections, bootstrap_peers, stats_interval, log_level, min_links, link_idle,
-        persist=persist,
+        persist=persist, curve_key=curve_key or None,
     )  # fmt: skip
     try:
         overrides = tunables.parse(set_ or [], os.environ)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+from control.curve import CurveKeys
 from control.server import ControlServer
 from node.config import Config
 from node.events import Notice
@@ -42,6 +43,7 @@ class PeerNode:
         settings: NodeSettings | None = None,
         rng: random.Random | None = None,
         persister: Persister | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.identity = identity
         self.signaling_url = signaling_url
@@ -60,7 +62,11 @@ class PeerNode:
         self.control: ControlServer | None = None
         if control_endpoint and events_endpoint:
             self.control = ControlServer(
-                self.api, control_endpoint, events_endpoint, node_id=id_hex(identity.node_id)
+                self.api,
+                control_endpoint,
+                events_endpoint,
+                node_id=id_hex(identity.node_id),
+                curve=curve,
             )
             self.runtime.subscribe(self._publish)
 

@@ -52,6 +52,7 @@ class Options:
     link_idle_s: float = 120.0
     overrides: dict[str, int | float] = field(default_factory=dict)  # node.tunables
     persist: bool = True  # SQLite in data_dir (node.persist); False: forget everything on exit
+    curve_key: str | None = None  # the cluster's CURVE key file (control.curve)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -82,6 +83,26 @@ class Options:
         )
 
 
+AUTO_ICE: Final = "auto"
+LOOPBACK: Final = "127.0.0.1"
+
+
+def ice_addresses(requested: list[str]) -> list[str]:
+    """``requested`` with ``auto`` replaced by this host's own non-loopback IPv4 addresses
+    (aioice's interface discovery; loopback when there are none): what a peer of a cluster that
+    spans hosts gathers on (``supervisor.swarm.swarm_config``)."""
+    out: list[str] = []
+    for address in requested:
+        if address != AUTO_ICE:
+            out.append(address)
+            continue
+        from aioice.ice import get_host_addresses
+
+        found = [a for a in get_host_addresses(use_ipv4=True, use_ipv6=False) if a != LOOPBACK]
+        out += found or [LOOPBACK]
+    return list(dict.fromkeys(out))
+
+
 def serve(options: Options) -> int:
     """Configure logging and run the node; the exit code."""
     logging.basicConfig(
@@ -104,11 +125,18 @@ def serve_resolved(text: str) -> int:
 
 async def run(options: Options) -> int:
     """Run the node until SIGTERM/SIGINT or a ``shutdown`` command; the exit code."""
+    from control.curve import CurveKeys, KeyFileError, check_exposure
     from node.identity import Identity
     from node.persist import SYNC_ENV, Persister
     from node.transport.webrtc import WebRTCTransport
     from peer.node import PeerNode
 
+    try:
+        curve = None if options.curve_key is None else CurveKeys.load(options.curve_key)
+        check_exposure([options.control, options.events], curve)
+    except (KeyFileError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     identity = Identity.load_or_create(options.data_dir)
     try:
         persister = (
@@ -121,13 +149,14 @@ async def run(options: Options) -> int:
         return EXIT_USAGE
     node = PeerNode(
         identity,
-        WebRTCTransport(options.ice_addresses, options.ice_servers),
+        WebRTCTransport(ice_addresses(options.ice_addresses), options.ice_servers),
         config=options.config(),
         settings=options.settings(),
         signaling_url=options.signaling,
         control_endpoint=options.control,
         events_endpoint=options.events,
         persister=persister,
+        curve=curve,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -56,7 +56,9 @@ def run(
     ] = DEFAULT_CLUSTER,
     backend: Annotated[
         Backend,
-        typer.Option("--backend", parser=clikit.enum_of(Backend), help="process, docker, memory."),
+        typer.Option(
+            "--backend", parser=clikit.enum_of(Backend), help="process, docker, swarm, memory."
+        ),
     ] = Backend.PROCESS,
     state_dir: Annotated[
         str | None, typer.Option("--state-dir", help="state directory (default $DHT_STATE_DIR).")
@@ -80,6 +82,16 @@ def run(
             help="headless-Chromium peers, numbered after the Python ones (process backend).",
         ),
     ] = 0,
+    ice_server: Annotated[
+        list[str] | None,
+        typer.Option("--ice-server", metavar="URL", help="STUN/TURN URL for every peer."),
+    ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure", help="CURVE on every control and event socket (always on for swarm)."
+        ),
+    ] = False,
 ) -> int:
     """Run a cluster in the foreground."""
     logging.basicConfig(
@@ -101,6 +113,8 @@ def run(
             signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
             node_args=tuple(node_arg or ()),
             browser_peers=browser_peers,
+            secure=secure,
+            ice_servers=tuple(ice_server or ()),
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:
@@ -112,8 +126,11 @@ def run(
 async def _run(config: SupervisorConfig) -> None:
     from supervisor.cluster import make_launcher
     from supervisor.supervisor import Supervisor
+    from supervisor.swarm import SwarmLauncher, swarm_config
 
     launcher = make_launcher(config.backend, config.state_root)
+    if isinstance(launcher, SwarmLauncher):
+        config = swarm_config(config, launcher)
     await Supervisor(config, launcher).run()
 
 

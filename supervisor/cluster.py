@@ -29,6 +29,7 @@ from typing import Any, Concatenate, ParamSpec, Self
 
 from control.client import EventSubscriber
 from control.commands import NodeAPI, Result, command_name
+from control.curve import CurveKeys
 from control.errors import ControlError
 from node import tunables
 from supervisor.errors import ClusterNotRunning, CommandFailed, KeyNotFound, SupervisorError
@@ -38,6 +39,7 @@ from supervisor.front_client import (
     Progress,
     formation,
     quiet,
+    state_curve,
     status_table,
     wait_formed,
 )
@@ -69,8 +71,9 @@ class GetResult:
 class EventLog:
     """Background SUB thread collecting every event of the supervisor's event endpoint."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, curve: CurveKeys | None = None) -> None:
         self.endpoint = endpoint
+        self.curve = curve
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.cond = threading.Condition()
         self._stop = threading.Event()
@@ -80,7 +83,7 @@ class EventLog:
         self._ready.wait(5.0)
 
     def _run(self) -> None:
-        sub = EventSubscriber(self.endpoint)
+        sub = EventSubscriber(self.endpoint, curve=self.curve)
         self._ready.set()
         try:
             while not self._stop.is_set():
@@ -294,8 +297,8 @@ class Cluster:
         self.root = root
         self.owned = owned  # created by Cluster.up: removed (with its temp dir) on exit
         self._state = state
-        self.front = FrontClient(state.front)
-        self.event_log = EventLog(state.events)
+        self.front = FrontClient.of(state)
+        self.event_log = EventLog(state.events, state_curve(state))
         self._temp_root = False
 
     # -- construction --------------------------------------------------------------------------
@@ -314,6 +317,8 @@ class Cluster:
         progress: Progress = quiet,
         browser_peers: int = 0,
         settings: Mapping[str, int | float] | None = None,
+        secure: bool = False,
+        ice_servers: Sequence[str] = (),
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
         peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed.
@@ -338,7 +343,16 @@ class Cluster:
         if existing is not None and supervisor_alive(existing):
             raise SupervisorError(f"cluster {name!r} is already running")
         proc = spawn_supervisor(
-            name, peers, kind, root, ports, node_args, env, browser_peers=browser_peers
+            name,
+            peers,
+            kind,
+            root,
+            ports,
+            node_args,
+            env,
+            browser_peers=browser_peers,
+            secure=secure,
+            ice_servers=ice_servers,
         )
         try:
             state = wait_for_state(name, root, proc)

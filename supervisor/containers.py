@@ -48,6 +48,7 @@ LABEL_INDEX = "dht.index"
 LABEL_MANAGED = "dht.managed-by"
 MANAGED_BY = "webrtc-dht"
 DATA_MOUNT = "/data"
+SECRETS_DIR = "/run/secrets"  # supervisor.spec.SECRETS_DIR: MemberSpec.secrets, read-only
 ENGINE_PING_TIMEOUT_S = 1.5
 ENGINE_TIMEOUT_S = 30
 RESTART_MAX_RETRIES = 10  # engine restarts per container before it gives up (then: EXITED)
@@ -139,10 +140,14 @@ class DockerLauncher:
         return MemberHandle(spec.cluster, spec.role, spec.index, ref=str(container.id))
 
     def _mount(self, spec: MemberSpec) -> dict[str, dict[str, str]]:
+        secrets = {
+            host: {"bind": f"{SECRETS_DIR}/{name}", "mode": "ro"}
+            for name, host in spec.secrets.items()
+        }
         if spec.data_dir is None:
-            return {}
+            return secrets
         if os.path.isabs(spec.data_dir):
-            return {spec.data_dir: {"bind": DATA_MOUNT, "mode": "rw"}}
+            return {**secrets, spec.data_dir: {"bind": DATA_MOUNT, "mode": "rw"}}
         labels = {
             LABEL_CLUSTER: spec.cluster,
             LABEL_INDEX: str(spec.index),
@@ -152,7 +157,7 @@ class DockerLauncher:
             existing = self._api.volumes(filters={"name": spec.data_dir}).get("Volumes") or []
             if not any(v.get("Name") == spec.data_dir for v in existing):
                 self._client.volumes.create(name=spec.data_dir, labels=labels)
-        return {spec.data_dir: {"bind": DATA_MOUNT, "mode": "rw"}}
+        return {**secrets, spec.data_dir: {"bind": DATA_MOUNT, "mode": "rw"}}
 
     # -- inspecting --------------------------------------------------------------------------
 

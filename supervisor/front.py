@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 import zmq.asyncio
 
+from control.curve import Guard
 from control.errors import CommandError, ErrorCode
 from control.schema import MAX_REQUEST_BYTES, Request
 from control.server import Dispatch, RouterServer
@@ -34,9 +35,11 @@ Forward = Callable[[M, str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 """Send ``cmd(args)`` to one node; returns its result or raises ``CommandError``."""
 
 
-def front_server(ctx: zmq.asyncio.Context, endpoint: str, dispatch: Dispatch) -> RouterServer:
-    """The front endpoint's ROUTER server."""
-    return RouterServer(ctx, endpoint, dispatch, max_frame_bytes=MAX_FRAME_BYTES)
+def front_server(
+    ctx: zmq.asyncio.Context, endpoint: str, dispatch: Dispatch, guard: Guard | None = None
+) -> RouterServer:
+    """The front endpoint's ROUTER server (a CURVE server when ``guard`` is given)."""
+    return RouterServer(ctx, endpoint, dispatch, max_frame_bytes=MAX_FRAME_BYTES, guard=guard)
 
 
 async def _outcome(forward: Forward[M], node: M, request: Request) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from control.client import ControlClient
+from control.cluster_state import ClusterState
+from control.curve import CurveKeys, KeyFileError
 from control.errors import ProtocolError, RemoteError, Timeout, Unreachable
 from supervisor.errors import (
     ClusterNotRunning,
@@ -39,10 +41,18 @@ def quiet(_: str) -> None:
 class FrontClient:
     """Blocking client of the supervisor front endpoint (thread-safe: one call at a time)."""
 
-    def __init__(self, endpoint: str, timeout_s: float = FRONT_TIMEOUT_S) -> None:
+    def __init__(
+        self, endpoint: str, timeout_s: float = FRONT_TIMEOUT_S, curve: CurveKeys | None = None
+    ) -> None:
         self.endpoint = endpoint
-        self._client = ControlClient(endpoint, timeout_s)
+        self._client = ControlClient(endpoint, timeout_s, curve=curve)
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, state: ClusterState, timeout_s: float = FRONT_TIMEOUT_S) -> FrontClient:
+        """A client of the front endpoint of the cluster ``state`` describes (with its CURVE
+        key when the cluster has one)."""
+        return cls(state.front, timeout_s, curve=state_curve(state))
 
     def call(
         self,
@@ -66,12 +76,24 @@ class FrontClient:
             self._client.close()
 
 
+def state_curve(state: ClusterState) -> CurveKeys | None:
+    """The cluster's key pair when its control plane uses CURVE; raises ``ClusterUnreachable``
+    when the key file named in the state cannot be read."""
+    if not state.curve_key:
+        return None
+    try:
+        return CurveKeys.load(state.curve_key)
+    except KeyFileError as exc:
+        raise ClusterUnreachable(str(exc)) from exc
+
+
 def status_table(status: Mapping[str, Any]) -> str:
     """The human table of ``cluster.status``: one row per peer."""
     nodes = status.get("nodes", [])
     kinds = any(node.get("kind", "node") != "node" for node in nodes)
+    hosts = any("host" in node for node in nodes)  # backends that place peers (swarm)
     header = ("node", "id", "control", "peers", "rt", "restarts", "health")
-    rows = [header + (("kind",) if kinds else ())]
+    rows = [header + (("kind",) if kinds else ()) + (("host",) if hosts else ())]
     for node in nodes:
         rows.append(
             (
@@ -84,6 +106,7 @@ def status_table(status: Mapping[str, Any]) -> str:
                 str(node.get("health", "?")),
             )
             + ((str(node.get("kind", "node")),) if kinds else ())
+            + ((str(node.get("host") or "-"),) if hosts else ())
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]

@@ -41,6 +41,10 @@ class MemberSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     data_dir: str | None = None  # a host path (processes) or a volume name (docker)
     log_path: str | None = None  # processes: where stdout/stderr go
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """File name -> host path of a secret the member reads (the cluster's CURVE key): containers
+    see it as ``/run/secrets/<name>`` (a Swarm secret, or a read-only bind mount); processes
+    are given the host path itself."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,10 @@ def make_launcher(backend: Backend | str, root: Path) -> Launcher:
 
         launcher: Launcher = DockerLauncher()
         return launcher
+    if backend is Backend.SWARM:
+        from supervisor.swarm import SwarmLauncher
+
+        return SwarmLauncher()
     from supervisor.memory import MemoryLauncher
 
     return MemoryLauncher()
@@ -96,6 +100,8 @@ def spawn_supervisor(
     node_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     browser_peers: int = 0,
+    secure: bool = False,
+    ice_servers: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
     directory = cluster_dir(cluster, root)
@@ -118,6 +124,10 @@ def spawn_supervisor(
         argv.append(f"--node-arg={arg}")
     if browser_peers:
         argv += ["--browser-peers", str(browser_peers)]
+    if secure:
+        argv.append("--secure")
+    for url in ice_servers:
+        argv.append(f"--ice-server={url}")
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
@@ -191,7 +201,10 @@ def teardown(
     found_anything = state is not None or (directory.exists() and not kept_only)
     if state is not None and state.supervisor_pid is not None and pid_alive(state.supervisor_pid):
         pid = state.supervisor_pid
-        client = FrontClient(state.front, timeout_s=5.0) if state.front else None
+        try:
+            client = FrontClient.of(state, timeout_s=5.0) if state.front else None
+        except SupervisorError:
+            client = None  # the key is gone: signals below
         try:
             if client is not None:
                 client.call("cluster.shutdown")

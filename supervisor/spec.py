@@ -44,7 +44,13 @@ _CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 class Backend(enum.StrEnum):
     PROCESS = "process"
     DOCKER = "docker"
+    SWARM = "swarm"
     MEMORY = "memory"  # tests only
+
+
+CONTAINER_BACKENDS = frozenset({Backend.DOCKER, Backend.SWARM})
+SECRETS_DIR = "/run/secrets"
+CURVE_SECRET = "curve.key"  # the cluster key pair, as a file name under SECRETS_DIR
 
 
 def validate_cluster_name(name: str) -> str:
@@ -81,12 +87,28 @@ class SupervisorConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     browser_peers: int = 0  # headless-Chromium peers, numbered after the Python ones
     browser_command: tuple[str, ...] = BROWSER_COMMAND
+    secure: bool = False  # CURVE on every control/event socket (always on for swarm)
+    host: str = HOST  # where peers reach the signaling server (it binds there)
+    ice_address: str = HOST  # the peers' --ice-address ("auto": the host's own addresses)
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to every peer (--ice-server)
 
     def __post_init__(self) -> None:
         if self.browser_peers < 0:
             raise ValueError("browser peers must not be negative")
-        if self.browser_peers and self.backend is Backend.DOCKER:
+        if self.browser_peers and self.backend in CONTAINER_BACKENDS:
             raise ValueError("browser peers run with the process backend only (no chromium image)")
+        if self.browser_peers and self.curved:
+            raise ValueError("browser peers do not speak CURVE: no --secure with browser peers")
+
+    @property
+    def curved(self) -> bool:
+        """True when the control plane uses CURVE (``control.curve``)."""
+        return self.secure or self.backend is Backend.SWARM
+
+    @property
+    def curve_key_path(self) -> Path:
+        """The cluster key pair on the supervisor's host."""
+        return self.cluster_dir / CURVE_SECRET
 
     @property
     def cluster_dir(self) -> Path:
@@ -98,7 +120,7 @@ def signaling_url(port: int, host: str = HOST) -> str:
 
 
 def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
-    argv = [*config.signaling_command, "--host", HOST, "--port", str(port)]
+    argv = [*config.signaling_command, "--host", config.host, "--port", str(port)]
     if config.browser_peers:
         argv += ["--web", str(WEB_DIR)]
     log_path = str(config.cluster_dir / "logs" / "signaling.log")
@@ -117,7 +139,7 @@ NODES_DIR = "nodes"  # under the cluster's state dir: the process backend's peer
 
 
 def node_data_dir(config: SupervisorConfig, index: int) -> str:
-    if config.backend is Backend.DOCKER:
+    if config.backend in CONTAINER_BACKENDS:
         return f"dht-{config.cluster}-{index}"  # a volume name
     return str(config.cluster_dir / NODES_DIR / str(index))
 
@@ -132,12 +154,19 @@ def _peer_spec(
     log_name: str,
 ) -> MemberSpec:
     signaling, control, events = endpoints
-    argv = [
-        *command,
-        *("--signaling", signaling, "--data-dir", data_arg),
-        *("--control", control, "--events", events),
-        *extra,
-    ]
+    argv = [*command, "--signaling", signaling, "--data-dir", data_arg]
+    if config.backend is not Backend.SWARM:  # swarm: from the task slot (supervisor.swarm)
+        argv += ["--control", control, "--events", events]
+    argv += extra
+    secrets: dict[str, str] = {}
+    if config.curved:
+        secrets[CURVE_SECRET] = str(config.curve_key_path)
+        in_member = (
+            f"{SECRETS_DIR}/{CURVE_SECRET}"
+            if config.backend in CONTAINER_BACKENDS
+            else secrets[CURVE_SECRET]
+        )
+        argv += ["--curve-key", in_member]
     return MemberSpec(
         cluster=config.cluster,
         role=Role.PEER,
@@ -146,6 +175,7 @@ def _peer_spec(
         env=_peer_env(config, command, argv),
         data_dir=node_data_dir(config, index),
         log_path=str(config.cluster_dir / "logs" / log_name),
+        secrets=secrets,
     )
 
 
@@ -153,8 +183,9 @@ def node_spec(
     config: SupervisorConfig, index: int, signaling: str, control: str, events: str
 ) -> MemberSpec:
     data_dir = node_data_dir(config, index)
-    data_arg = DOCKER_DATA_DIR if config.backend is Backend.DOCKER else data_dir
-    extra = ("--ice-address", HOST, *config.node_args)
+    data_arg = DOCKER_DATA_DIR if config.backend in CONTAINER_BACKENDS else data_dir
+    servers = [arg for url in config.ice_servers for arg in ("--ice-server", url)]
+    extra = ("--ice-address", config.ice_address, *servers, *config.node_args)
     endpoints = (signaling, control, events)
     command = config.node_command
     return _peer_spec(config, index, command, endpoints, data_arg, extra, f"node-{index}.log")

@@ -35,15 +35,18 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from control.client import AsyncControlClient, decode_event
+from control.client import MAX_EVENT_BYTES, AsyncControlClient, decode_event
 from control.codec import pack
+from control.curve import CurveKeys, Guard, curve_client
 from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, Timeout, Unreachable
+from control.limits import SUBSCRIPTION_MAX_BYTES
 from control.schema import Request
 from control.server import RouterServer
 from supervisor.front import front_server, route
 from supervisor.launcher import Launcher, MemberState
 from supervisor.members import Health, Lifecycle, Member, Observation
 from supervisor.metrics import ClusterMetrics
+from supervisor.placement import Placements
 from supervisor.ports import HOST, pick_port, tcp_endpoint
 from supervisor.restart import Phase, RestartPolicy, delay_s
 from supervisor.restart import counted as restart_counted
@@ -106,6 +109,10 @@ class Supervisor:
         self._taken_ports: set[int] = set()
         self._status = "starting"
         self._scale_lock = asyncio.Lock()
+        self.placements = Placements(launcher)
+        self.curve: CurveKeys | None = None
+        """The cluster key pair when the control plane uses CURVE (made by ``start``)."""
+        self.guard: Guard | None = None
         self.front_endpoint = ""
         self.events_endpoint = ""
         self.metrics_url = ""
@@ -166,6 +173,7 @@ class Supervisor:
             signaling_restarts=sig.restarts if sig else 0,
             supervisor_log=str(self.config.cluster_dir / SUPERVISOR_LOG),
             nodes=nodes,
+            curve_key=str(self.config.curve_key_path) if self.curve is not None else None,
         )
 
     def save(self) -> None:
@@ -190,13 +198,23 @@ class Supervisor:
         self.front_endpoint = tcp_endpoint(front_port)
         self.events_endpoint = tcp_endpoint(events_port)
         self.metrics_url = f"http://{HOST}:{metrics_port}/metrics"
-        self.signaling_url = signaling_url(sig_port)
+        self.signaling_url = signaling_url(sig_port, cfg.host)
 
+        if cfg.curved:  # a fresh cluster key pair at every start (control.curve)
+            self.curve = CurveKeys.generate()
+            self.curve.save(cfg.curve_key_path)
+            self.guard = Guard(self.ctx, self.curve)
+            self.guard.start()
         self._pub = self.ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
+        self._pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+        if self.guard is not None:
+            self.guard.protect(self._pub, f"event endpoint {self.events_endpoint}")
         self._pub.bind(self.events_endpoint)
-        self._front = front_server(self.ctx, self.front_endpoint, self.handle_request)
+        self._front = front_server(
+            self.ctx, self.front_endpoint, self.handle_request, guard=self.guard
+        )
         self._front.bind()
         try:
             self.metrics.serve(HOST, metrics_port)
@@ -227,26 +245,40 @@ class Supervisor:
         )
 
     async def _add_peer(self, index: int, browser: bool = False) -> Member:
-        control_port = pick_port(0, self._taken_ports)
-        events_port = pick_port(0, self._taken_ports)
-        control, events = tcp_endpoint(control_port), tcp_endpoint(events_port)
+        control = events = ""
+        if not self.placements.active:  # else: known once the backend has placed the peer
+            control = tcp_endpoint(pick_port(0, self._taken_ports))
+            events = tcp_endpoint(pick_port(0, self._taken_ports))
         make_spec = browser_spec if browser else node_spec
         member = Member(make_spec(self.config, index, self.signaling_url, control, events))
         member.kind = "browser" if browser else "node"
+        if control:
+            self._connect(member, control, events)
+        self.peers[index] = member
+        await self.lifecycle.start(member)
+        await self._follow(member)
+        return member
+
+    def _connect(self, member: Member, control: str, events: str) -> None:
+        """The member's control client and event subscription (CURVE when the cluster has it)."""
         member.control, member.events = control, events
-        member.client = AsyncControlClient(control, NODE_COMMAND_TIMEOUT_S, context=self.ctx)
+        member.client = AsyncControlClient(
+            control, NODE_COMMAND_TIMEOUT_S, context=self.ctx, curve=self.curve
+        )
         sub = self.ctx.socket(zmq.SUB)
+        if self.curve is not None:
+            curve_client(sub, self.curve)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_BYTES)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(events)
         member.sub = sub
-        member.forwarder = asyncio.create_task(self._forward_events(member), name=f"events-{index}")
-        self.peers[index] = member
-        await self.lifecycle.start(member)
-        return member
+        member.forwarder = asyncio.create_task(
+            self._forward_events(member), name=f"events-{member.index}"
+        )
 
-    async def _dispose_peer(self, member: Member) -> None:
+    async def _disconnect(self, member: Member) -> None:
         if member.forwarder is not None:
             member.forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -255,6 +287,19 @@ class Supervisor:
             member.sub.close(linger=0)
         if member.client is not None:
             await member.client.close()
+        member.forwarder = member.sub = member.client = None
+
+    async def _follow(self, member: Member) -> None:
+        """Point the member's client at where the backend runs it now (Swarm may move it)."""
+        moved = await self.placements.moved(member)
+        if moved is not None:
+            await self._disconnect(member)
+            self._connect(member, *moved)
+            self.save()
+
+    async def _dispose_peer(self, member: Member) -> None:
+        await self._disconnect(member)
+        self.placements.forget(member.index)
         self.metrics.forget(member.index)
 
     async def run(self, install_signals: bool = True) -> None:
@@ -290,6 +335,8 @@ class Supervisor:
             await self._front.close()
         if self._pub is not None:
             self._pub.close(linger=0)
+        if self.guard is not None:
+            await self.guard.close()
         self.metrics.close()
         self._status = "stopped"
         self.save()
@@ -382,6 +429,8 @@ class Supervisor:
     async def _health_loop(self) -> None:
         while True:
             peers = list(self.peers.values())
+            if self.placements.active:
+                await asyncio.gather(*(self._follow(m) for m in peers), return_exceptions=True)
             await asyncio.gather(*(self._check_health(m) for m in peers), return_exceptions=True)
             sig = self.signaling
             if sig is not None and sig.handle is not None and sig.health is Health.STARTING:
@@ -453,6 +502,7 @@ class Supervisor:
             "restarts": member.restarts,
             "health": str(member.health),
         }
+        entry.update(self.placements.status(member.index))
         if member.client is not None and member.health is Health.UP:
             rt: Any
             peers: Any

@@ -21,7 +21,7 @@ USAGE = 2
         (["up"], ["up needs --peers N"]),
         (["all", "--backend", "process"], ["all needs --peers N"]),
         (["scale"], ["scale needs --peers M"]),
-        (["up", "--peers", "2", "--backend", "podman"], ["--backend", "docker, process, auto"]),
+        (["up", "--peers", "2", "--backend", "podman"], ["--backend", "swarm, auto"]),
         (["up", "--peers", "2", "--timeout", "0"], ["--timeout", "positive number"]),
         (["up", "--peers", "2", "--front-port", "70000"], ["--front-port", "0..65535"]),
         (["down", "--cluster", "../etc"], ["--cluster", "invalid cluster name"]),
@@ -49,7 +49,7 @@ def test_orchestrate_usage_errors(
     [
         (["run"], ["Missing option '--peers'"]),
         (["run", "--peers", "0"], ["--peers", "positive integer"]),
-        (["run", "--peers", "2", "--backend", "podman"], ["--backend", "process, docker, memory"]),
+        (["run", "--peers", "2", "--backend", "podman"], ["--backend", "swarm, memory"]),
         (["run", "--peers", "2", "--cluster", "a b"], ["--cluster", "invalid cluster name"]),
         (["run", "--peers", "2", "--log-level", "loud"], ["--log-level", "log level"]),
         (["run", "--peers", "2", "--events-port", "-5"], ["--events-port", "0..65535"]),
