@@ -350,6 +350,7 @@ class NodeStats(Notice, topic="node.stats"):
     refused: tuple[tuple[str, int], ...] = ()  # writes refused, by reason (quota, ...)
     rate_limited: int = 0  # requests answered ``rate_limited``
     rate_dropped: int = 0  # requests dropped unanswered (far over the rate)
+    link_paths: tuple[tuple[str, int], ...] = ()  # open links by path (host / srflx / relay)
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]
@@ -380,6 +381,7 @@ class NodeStats(Notice, topic="node.stats"):
             "refused_quota": sum(n for r, n in self.refused if r == "quota"),
             "rate_limited": self.rate_limited,
             "rate_dropped": self.rate_dropped,
+            "link_paths": dict(self.link_paths),
         }
 
 

@@ -92,6 +92,13 @@ from node.transport.base import (
     MessageTooLarge,
     TransportError,
 )
+from node.transport.ice_path import (
+    CandidateView,
+    LinkPath,
+    classify,
+    failure_reason,
+    sdp_candidate_types,
+)
 from node.transport.sctp_adapter import EconomySctpTransport, LivenessTiming, adapt, check_aiortc
 from node.transport.sdp import strip_mdns_candidates
 
@@ -191,6 +198,32 @@ def _check_receive_buffer(pc: RTCPeerConnection) -> None:
                 UDP_RECEIVE_BUFFER_BYTES,
             )
         return
+
+
+def _ice_connection(pc: RTCPeerConnection) -> Any:
+    """aioice's ``Connection`` behind ``pc`` (None before SCTP/ICE exist)."""
+    try:
+        return pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+    except AttributeError:
+        return None
+
+
+def _view(candidate: Any) -> CandidateView:
+    return CandidateView(candidate.type, candidate.host, candidate.related_address)
+
+
+def selected_path(pc: RTCPeerConnection) -> LinkPath | None:
+    """The path of the nominated ICE pair (``node.transport.ice_path``); None when unknown."""
+    connection = _ice_connection(pc)
+    try:
+        pair = connection._nominated.get(1) if connection is not None else None
+        if pair is None:
+            return None
+        local = [_view(c) for c in connection.local_candidates]
+        return classify(_view(pair.local_candidate), _view(pair.remote_candidate), local)
+    except AttributeError:
+        logger.debug("cannot read aioice's selected pair")
+        return None
 
 
 def _stop_consent_checks(pc: RTCPeerConnection) -> None:
@@ -326,6 +359,7 @@ class WebRTCLink(LinkBase):
     def _on_channel_open(self) -> None:
         if not self._mark_open():
             return
+        self._path = selected_path(self._pc)
         _check_receive_buffer(self._pc)
         timing = self._owner._liveness
         if self._sctp is not None and timing is not None:
@@ -350,8 +384,23 @@ class WebRTCLink(LinkBase):
         self._shutdown("channel closed")
 
     def _on_connection_state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed"):
-            self._shutdown(f"connection {self._pc.connectionState}")
+        state = self._pc.connectionState
+        if state == "failed" and not self._opened.done():
+            self._shutdown(f"connection failed: {self.diagnose()}")
+        elif state in ("failed", "closed"):
+            self._shutdown(f"connection {state}")
+
+    def diagnose(self) -> str:
+        """Which candidates each side had (``ice_path.failure_reason``); "" once open."""
+        if self.is_open:
+            return ""
+        connection = _ice_connection(self._pc)
+        local = [c.type for c in connection.local_candidates] if connection is not None else []
+        remote = self._pc.remoteDescription
+        remote_types = sdp_candidate_types(remote.sdp) if remote is not None else []
+        if remote is None:
+            return "no answer applied yet"
+        return failure_reason(local, remote_types, self._owner._ice_server_urls)
 
     def _release(self, reason: str) -> None:
         if self._sctp is not None:
@@ -386,6 +435,9 @@ class WebRTCPendingOffer:
 
     def cancel(self) -> None:
         self._link.close()
+
+    def diagnose(self) -> str:
+        return self._link.diagnose()
 
 
 class WebRTCPendingAnswer:
@@ -439,6 +491,8 @@ class WebRTCTransport:
                 raise ValueError(f"ICE address {address!r} is not an IP address") from None
         self._ice_addresses = tuple(addresses)
         self._ice_servers = [parse_ice_server(url) for url in ice_servers]
+        #: Scheme and host only (no credentials): what failure reasons may mention.
+        self._ice_server_urls = [str(server.urls) for server in self._ice_servers]
         self._links: set[WebRTCLink] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
