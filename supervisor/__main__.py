@@ -17,6 +17,7 @@ import typer
 
 from node import clikit
 from supervisor.errors import SupervisorError
+from supervisor.natlab import NAT_HELP, lab_options
 from supervisor.spec import (
     DEFAULT_CLUSTER,
     DEFAULT_EVENTS_PORT,
@@ -80,6 +81,13 @@ def run(
             help="headless-Chromium peers, numbered after the Python ones (process backend).",
         ),
     ] = 0,
+    lab: Annotated[
+        str, typer.Option("--lab", help="'nat': run the peers in a NAT lab (needs root).")
+    ] = "",
+    nat: Annotated[str, typer.Option("--nat", help=NAT_HELP)] = "eim",
+    turn: Annotated[
+        bool, typer.Option("--turn/--no-turn", help="lab coturn relays (TURN).")
+    ] = True,
 ) -> int:
     """Run a cluster in the foreground."""
     logging.basicConfig(
@@ -101,6 +109,7 @@ def run(
             signaling_command=command_from_env(SIGNALING_COMMAND_ENV, SIGNALING_COMMAND),
             node_args=tuple(node_arg or ()),
             browser_peers=browser_peers,
+            lab=lab_options(lab, nat, turn, peers),
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:

@@ -49,6 +49,7 @@ from supervisor.lifecycle import (
     teardown,
     wait_for_state,
 )
+from supervisor.natlab import lab_options
 from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, validate_cluster_name
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
@@ -312,11 +313,17 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         progress: Progress = quiet,
         browser_peers: int = 0,
+        lab: str = "",
+        nat: str = "eim",
+        turn: bool = True,
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
-        peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed."""
+        peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed.
+        ``lab="nat"``: every peer behind its own NAT of kind ``nat`` (``supervisor.natlab``),
+        a coturn STUN/TURN server (relaying unless ``turn=False``); needs root."""
         if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
+        lab_opts = lab_options(lab, nat, turn, peers)
         kind = resolve_backend(backend)
         temp_root = False
         if name is None:
@@ -333,7 +340,7 @@ class Cluster:
         if existing is not None and supervisor_alive(existing):
             raise SupervisorError(f"cluster {name!r} is already running")
         proc = spawn_supervisor(
-            name, peers, kind, root, ports, node_args, env, browser_peers=browser_peers
+            name, peers, kind, root, ports, node_args, env, browser_peers, lab_opts
         )
         try:
             state = wait_for_state(name, root, proc)

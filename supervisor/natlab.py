@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import LaunchError
+from supervisor.spec import LabOptions
 from supervisor.state import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ LAB_FILE = "lab.json"
 COTURN_LOG = "coturn.log"
 WAN_ADDRESS = "203.0.113.1"
 WAN_PREFIX = 24
+HOMES_NETWORK = "198.51.100.0/24"
+SINK_GATEWAY = "203.0.113.254"  # nobody has it: see _blackhole_homes
+SINK_MAC = "02:00:00:00:00:fe"
 TURN_PORT = 3478
 SIGNALING_PORT = 3000
 RELAY_PORTS = (49152, 65535)
@@ -76,6 +80,7 @@ class NatKind(enum.StrEnum):
 
 
 NAT_MODES = ("eim", "symmetric", "mix")
+NAT_HELP = "NAT per peer: eim, symmetric, mix (alternating) or a comma list of eim/symmetric/wan."
 
 
 def parse_kinds(spec: str, peers: int) -> list[NatKind]:
@@ -96,6 +101,16 @@ def parse_kinds(spec: str, peers: int) -> list[NatKind]:
     if len(kinds) != peers:
         raise ValueError(f"--nat lists {len(kinds)} kinds for {peers} peers")
     return kinds
+
+
+def lab_options(lab: str, nat: str, turn: bool, peers: int) -> LabOptions | None:
+    """``--lab``/``--nat``/``--turn`` checked: None without a lab; ValueError for bad values."""
+    if not lab:
+        return None
+    if lab != "nat":
+        raise ValueError(f"--lab {lab!r}: the only lab is 'nat'")
+    parse_kinds(nat, peers)
+    return LabOptions(nat, turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +191,29 @@ def plan(tag: str, kinds: Sequence[NatKind], turn: bool = True) -> LabPlan:
 
 
 def nat_ruleset(kind: NatKind) -> str:
-    """The nftables ruleset of a NAT namespace (loaded with ``nft -f`` inside it)."""
+    """The nftables ruleset of a NAT namespace (loaded with ``nft -f`` inside it).
+
+    Unsolicited packets to the NAT itself are dropped in ``input``: a dropped packet leaves no
+    conntrack entry behind. Without that, a peer's first hole-punching packet (arriving before
+    our own went out) would create an entry whose reply tuple is the mapping our host is about
+    to use, and masquerade would then pick another port: the mapping would stop being
+    endpoint-independent exactly when two peers punch at once."""
     flags = " fully-random" if kind is NatKind.SYMMETRIC else ""
     return (
         "table ip dhtlab {\n"
         "  chain postrouting {\n"
         "    type nat hook postrouting priority srcnat; policy accept;\n"
         f'    oifname "wan0" masquerade{flags}\n'
+        "  }\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy drop;\n"
+        "    ct state established,related accept\n"
+        '    iifname { "lo", "lan0" } accept\n'
+        "  }\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority filter; policy drop;\n"
+        "    ct state established,related accept\n"
+        '    iifname "lan0" oifname "wan0" accept\n'
         "  }\n"
         "}\n"
     )
@@ -304,6 +335,7 @@ def _build_network(lab_plan: LabPlan) -> None:
     _ip(wan, "link", "add", "wan", "type", "bridge")
     _ip(wan, "addr", "add", f"{WAN_ADDRESS}/{WAN_PREFIX}", "dev", "wan")
     _ip(wan, "link", "set", "wan", "up")
+    _blackhole_homes(wan, "wan")
     for host in lab_plan.hosts:
         port = f"p{host.index}"
         if host.nat_netns is None:
@@ -326,6 +358,21 @@ def _build_network(lab_plan: LabPlan) -> None:
         _ip(host.netns, "link", "set", "eth0", "up")
         if host.nat_netns is not None:
             _ip(host.netns, "route", "add", "default", "via", _offset(host.address, -1))
+            _blackhole_homes(host.nat_netns, "wan0")
+        else:
+            _blackhole_homes(host.netns, "eth0")
+
+
+def _blackhole_homes(netns: str, dev: str) -> None:
+    """Send packets for other homes' private addresses nowhere, silently, as the internet does.
+
+    They are routed on the wan to a gateway that does not exist (a permanent neighbour entry
+    with an unused MAC address): the frames are flooded and dropped, and the send succeeds. No
+    route, or a ``blackhole`` route, would fail the send (ENETUNREACH, EINVAL), and coturn stops
+    relaying on an allocation once a send to one of its peers failed; ICE tries every
+    candidate the other side offers, private host addresses included."""
+    _ip(netns, "neigh", "add", SINK_GATEWAY, "lladdr", SINK_MAC, "dev", dev, "nud", "permanent")
+    _ip(netns, "route", "add", HOMES_NETWORK, "via", SINK_GATEWAY, "dev", dev)
 
 
 def _veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:

@@ -83,6 +83,7 @@ from aiortc import (
 )
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from node.transport import ice_nomination
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
     CloseReason,
@@ -166,6 +167,7 @@ def _install_aioice_hooks() -> None:
         return chosen
 
     aioice.ice.get_host_addresses = get_host_addresses
+    ice_nomination.install()
     if getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", 0) < UDP_RECEIVE_BUFFER_BYTES:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = UDP_RECEIVE_BUFFER_BYTES
     _hooks_installed = True
@@ -356,10 +358,16 @@ class WebRTCLink(LinkBase):
     def _buffered_amount(self) -> int:
         return self._channel.bufferedAmount if self._channel is not None else 0
 
+    @property
+    def path(self) -> LinkPath | None:
+        """The selected pair's path, read live: ICE may settle on a better pair after open."""
+        if not self.is_open:
+            return None
+        return selected_path(self._pc)
+
     def _on_channel_open(self) -> None:
         if not self._mark_open():
             return
-        self._path = selected_path(self._pc)
         _check_receive_buffer(self._pc)
         timing = self._owner._liveness
         if self._sctp is not None and timing is not None:
