@@ -3,7 +3,8 @@
 
     python orchestrate.py build | up | down | all | status | scale | logs
         [--peers N] [--browser-peers B] [--backend docker|process|swarm|auto] [--cluster NAME]
-        [--timeout S] [--secure] [--ice-server URL]
+        [--timeout S] [--secure] [--ice-server URL] [--set NAME=VALUE]
+        [--lab nat [--nat eim|symmetric|mix|LIST] [--no-turn]]
         [--node N | --signaling] [--follow]
 
 ``up`` starts the supervisor (``python -m supervisor run``) detached in its own session and
@@ -38,7 +39,8 @@ from supervisor.cluster import (
 )
 from supervisor.errors import LaunchError, SupervisorError
 from supervisor.launcher import MemberHandle, Role
-from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, MAX_PEERS, Backend
+from supervisor.natlab import NAT_HELP, lab_options
+from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, MAX_PEERS, Backend, LabOptions
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
 PROG = "orchestrate.py"
@@ -100,6 +102,14 @@ BrowserPeersOpt = Annotated[
     ),
 ]
 
+LabOpt = Annotated[
+    str, typer.Option("--lab", help="'nat': every peer behind its own NAT (root; process backend).")
+]
+NatOpt = Annotated[str, typer.Option("--nat", help=NAT_HELP)]
+TurnOpt = Annotated[
+    bool, typer.Option("--turn/--no-turn", help="the lab's coturn relays (off: STUN only).")
+]
+
 
 SecureOpt = Annotated[
     bool,
@@ -127,6 +137,7 @@ class UpArgs:
     browser_peers: int = 0
     secure: bool = False
     ice_servers: tuple[str, ...] = ()
+    lab: LabOptions | None = None  # --lab nat (supervisor.natlab)
 
 
 class Progress:
@@ -197,6 +208,8 @@ def _up(args: UpArgs, backend: Backend) -> int:
         teardown(args.cluster, args.root, backend)  # leftovers of a dead supervisor
     if args.browser_peers and backend is not Backend.PROCESS:
         return _fail("--browser-peers needs the process backend (the image has no chromium)", 2)
+    if args.lab is not None and (backend is not Backend.PROCESS or args.browser_peers):
+        return _fail("--lab nat runs Python peers with the process backend only", 2)
     proc = spawn_supervisor(
         args.cluster,
         args.peers,
@@ -207,6 +220,7 @@ def _up(args: UpArgs, backend: Backend) -> int:
         browser_peers=args.browser_peers,
         secure=args.secure,
         ice_servers=args.ice_servers,
+        lab=args.lab,
     )
     progress = Progress(args.timeout)
     try:
@@ -292,6 +306,9 @@ def up(
     browser_peers: BrowserPeersOpt = 0,
     secure: SecureOpt = False,
     ice_server: IceServerOpt = None,
+    lab: LabOpt = "",
+    nat: NatOpt = "eim",
+    turn: TurnOpt = True,
 ) -> int:
     command = ctx.info_name or "up"
     ports = _ports(front_port, events_port, metrics_port, signaling_port)
@@ -302,12 +319,20 @@ def up(
     args = _up_args(
         command, cluster, state_dir, peers, timeout, ports, [*(node_arg or ()), *settings]
     )
+    try:
+        lab_opts = lab_options(lab, nat, turn, args.peers)
+    except ValueError as exc:
+        clikit.usage_error(str(exc))
     args = dataclasses.replace(
-        args, browser_peers=browser_peers, secure=secure, ice_servers=tuple(ice_server or ())
+        args,
+        browser_peers=browser_peers,
+        secure=secure,
+        ice_servers=tuple(ice_server or ()),
+        lab=lab_opts,
     )
 
     def run() -> int:
-        kind = _resolve(backend)
+        kind = Backend.PROCESS if lab_opts is not None and backend == "auto" else _resolve(backend)
         if command == "all" and (code := _build(kind)):
             return code
         return _up(args, kind)

@@ -84,10 +84,16 @@ def key_values(result: Mapping[str, Any]) -> str:
 
 def _peers(r: Mapping[str, Any]) -> str:
     rows = [
-        [p.get("id"), p.get("rtt_ms"), p.get("connected_for_s"), p.get("in_routing_table")]
+        [
+            p.get("id"),
+            p.get("rtt_ms"),
+            p.get("connected_for_s"),
+            p.get("in_routing_table"),
+            p.get("path"),
+        ]
         for p in r.get("peers", [])
     ]
-    return table(["id", "rtt ms", "connected s", "in rt"], rows)
+    return table(["id", "rtt ms", "connected s", "in rt", "path"], rows)
 
 
 def _dump(r: Mapping[str, Any]) -> str:

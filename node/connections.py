@@ -54,6 +54,7 @@ from node.transport.base import (
     Link,
     LinkBusy,
     LinkClosed,
+    PendingOffer,
     Transport,
     TransportError,
 )
@@ -65,6 +66,7 @@ MAX_QUEUED_PER_PEER = 64
 SIGNAL_PAYLOAD_VERSION = 1
 SEEN_CIDS_MAX = 4096
 MAX_BANNED = 4096  # banned peers remembered (expired ones are pruned when it fills)
+DIAL_FAILURES_KEPT = 256  # peers whose last dial failure reason is remembered
 MAX_CID_CHARS = 64
 MAX_EARLY_MESSAGES = 16
 KEEPALIVE_TYPES = frozenset((MsgType.PING, MsgType.PONG))
@@ -111,6 +113,7 @@ class PeerLink:
     cid: str
     connected_at: float
     last_used: float
+    path: str | None = None  # host / srflx / relay (node.transport.ice_path); None: unknown
 
 
 @dataclass(slots=True)
@@ -129,6 +132,7 @@ class _Dial:
     cid: str | None = None
     answer: asyncio.Future[str] | None = None
     superseded: bool = False  # glare: we answered the peer's own offer instead
+    pending: PendingOffer | None = None  # once ICE has gathered (for the failure reason)
 
 
 class ConnectionManager:
@@ -160,6 +164,7 @@ class ConnectionManager:
         self._seen_cids: deque[str] = deque(maxlen=SEEN_CIDS_MAX)
         self._queued: dict[NodeId, list[bytes]] = {}
         self._vias: dict[NodeId, NodeId] = {}
+        self._failures: dict[NodeId, str] = {}  # the last dial failure per peer (bounded)
         self._tasks = TaskSet("connections")
         self._closed = False
         self._draining = False
@@ -180,9 +185,13 @@ class ConnectionManager:
     def peers(self) -> tuple[PeerLink, ...]:
         """The open connections, sorted by peer ID."""
         return tuple(
-            PeerLink(p.id, p.cid, p.connected_at, p.last_used)
+            PeerLink(p.id, p.cid, p.connected_at, p.last_used, p.link.path)
             for p in sorted(self._peers.values(), key=lambda p: p.id)
         )
+
+    def failure(self, peer: NodeId) -> str | None:
+        """Why the last dial to ``peer`` failed (None: it has not failed, or long ago)."""
+        return self._failures.get(peer)
 
     def link(self, peer: NodeId) -> Link | None:
         """The authenticated link to ``peer``, if open (raw access, e.g. for fault injection)."""
@@ -290,12 +299,15 @@ class ConnectionManager:
         """Run one dial; its future is resolved and its entry removed whatever happens."""
         peer = dial.peer
         ok = False
+        reason = "dial failed"
         try:
             async with asyncio.timeout(self.dial_timeout_s):
                 ok = await self._dial_inner(dial)
         except TimeoutError:
             ok = peer in self._peers
+            reason = self._timeout_reason(dial)
         except (TransportError, OSError) as exc:
+            reason = str(exc)
             log.debug("dial %s failed: %s", short_id(peer), exc)
         except Exception:  # a library bug must not leave the dial (and its waiters) hanging
             log.exception("dial %s crashed", short_id(peer))
@@ -309,14 +321,34 @@ class ConnectionManager:
             if not dial.done.done():
                 dial.done.set_result(ok)
         if ok:
+            self._failures.pop(peer, None)
             self._flush(peer)
         else:
             self.stats.dials_failed += 1
+            self._note_failure(peer, reason)
             self._unreachable(peer)
+
+    def _timeout_reason(self, dial: _Dial) -> str:
+        """What a dial that ran out of time was waiting for."""
+        within = f"within {self.dial_timeout_s:g} s"
+        if dial.pending is None:
+            return f"ICE gathering did not finish {within} (STUN/TURN servers unreachable?)"
+        if dial.answer is None or not dial.answer.done():
+            return f"no answer {within}"
+        detail = dial.pending.diagnose()
+        return f"the link did not open {within}" + (f": {detail}" if detail else "")
+
+    def _note_failure(self, peer: NodeId, reason: str) -> None:
+        log.info("dial %s failed: %s", short_id(peer), reason)
+        self._failures.pop(peer, None)
+        self._failures[peer] = reason
+        while len(self._failures) > DIAL_FAILURES_KEPT:
+            del self._failures[next(iter(self._failures))]
 
     async def _dial_inner(self, dial: _Dial) -> bool:
         peer = dial.peer
         pending = await self.transport.create_offer()
+        dial.pending = pending
         if dial.superseded:  # glare lost while gathering: the peer's offer is being answered
             pending.cancel()
             return await asyncio.shield(dial.done)  # never cancel our own future

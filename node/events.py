@@ -361,6 +361,7 @@ class NodeStats(Notice, topic="node.stats"):
     rate_limited: int = 0  # requests answered ``rate_limited``
     rate_dropped: int = 0  # requests dropped unanswered (far over the rate)
     peers_banned: int = 0  # peers disconnected and refused for flooding (``PeerBanned``)
+    link_paths: tuple[tuple[str, int], ...] = ()  # open links by path (host / srflx / relay)
 
     def payload(self, names: Names) -> dict[str, Any]:
         latencies_ms = [x * 1000 for x in self.lookup_latencies_s]
@@ -392,6 +393,7 @@ class NodeStats(Notice, topic="node.stats"):
             "rate_limited": self.rate_limited,
             "rate_dropped": self.rate_dropped,
             "peers_banned": self.peers_banned,
+            "link_paths": dict(self.link_paths),
         }
 
 

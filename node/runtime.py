@@ -443,7 +443,9 @@ class NodeRuntime:
         self._not_self(peer)
         started = self.now
         if not await self.dial(peer):
-            raise OperationError(Failure.UNREACHABLE, f"cannot connect to {short_id(peer)}")
+            reason = self.connections.failure(peer)
+            detail = f": {reason}" if reason else ""
+            raise OperationError(Failure.UNREACHABLE, f"cannot connect to {short_id(peer)}{detail}")
         return self.now - started
 
     def disconnect(self, peer: NodeId) -> bool:
@@ -583,4 +585,5 @@ class NodeRuntime:
             len(self.connections),
             uptime_s=time.time() - self.started_wall,
             signaling_connected=sig is not None and sig.connected,
+            links=self.connections.peers(),
         )

@@ -22,6 +22,7 @@ class PeerInfo:
     rtt_s: float | None  # smoothed request/response time; None before the first answer
     connected_for_s: float
     in_routing_table: bool
+    path: str | None = None  # host / srflx / relay (node.transport.ice_path); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class TopicInfo:
 
 def peers(core: DhtProtocol, links: Iterable[PeerLink], now: float) -> tuple[PeerInfo, ...]:
     return tuple(
-        PeerInfo(p.id, core.peer_rtt.get(p.id), now - p.connected_at, p.id in core.table)
+        PeerInfo(p.id, core.peer_rtt.get(p.id), now - p.connected_at, p.id in core.table, p.path)
         for p in links
     )
 
@@ -106,6 +107,7 @@ def node_stats(
     *,
     uptime_s: float,
     signaling_connected: bool,
+    links: Iterable[PeerLink] = (),
 ) -> NodeStats:
     s = core.stats
     return NodeStats(
@@ -135,4 +137,14 @@ def node_stats(
         rate_limited=s.rate_limited,
         rate_dropped=s.rate_dropped,
         peers_banned=s.peers_banned,
+        link_paths=link_paths(links),
     )
+
+
+def link_paths(links: Iterable[PeerLink]) -> tuple[tuple[str, int], ...]:
+    """Open links counted by network path (``node.transport.ice_path``), sorted by path."""
+    counts: dict[str, int] = {}
+    for link in links:
+        if link.path is not None:
+            counts[link.path] = counts.get(link.path, 0) + 1
+    return tuple(sorted(counts.items()))

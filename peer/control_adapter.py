@@ -159,6 +159,7 @@ class ControlAdapter(NodeAPI):
                     "rtt_ms": _ms(p.rtt_s) if p.rtt_s is not None else None,
                     "connected_for_s": round(p.connected_for_s, 3),
                     "in_routing_table": p.in_routing_table,
+                    "path": p.path,
                 }
                 for p in self.runtime.peers()
             ]

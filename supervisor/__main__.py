@@ -17,6 +17,7 @@ import typer
 
 from node import clikit
 from supervisor.errors import SupervisorError
+from supervisor.natlab import NAT_HELP, lab_options
 from supervisor.spec import (
     DEFAULT_CLUSTER,
     DEFAULT_EVENTS_PORT,
@@ -92,6 +93,13 @@ def run(
             "--secure", help="CURVE on every control and event socket (always on for swarm)."
         ),
     ] = False,
+    lab: Annotated[
+        str, typer.Option("--lab", help="'nat': run the peers in a NAT lab (needs root).")
+    ] = "",
+    nat: Annotated[str, typer.Option("--nat", help=NAT_HELP)] = "eim",
+    turn: Annotated[
+        bool, typer.Option("--turn/--no-turn", help="lab coturn relays (TURN).")
+    ] = True,
 ) -> int:
     """Run a cluster in the foreground."""
     logging.basicConfig(
@@ -115,6 +123,7 @@ def run(
             browser_peers=browser_peers,
             secure=secure,
             ice_servers=tuple(ice_server or ()),
+            lab=lab_options(lab, nat, turn, peers),
         )
         asyncio.run(_run(config))
     except (SupervisorError, ValueError) as exc:

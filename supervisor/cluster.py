@@ -52,6 +52,7 @@ from supervisor.lifecycle import (
     teardown,
     wait_for_state,
 )
+from supervisor.natlab import lab_options
 from supervisor.spec import DEFAULT_CLUSTER, DEFAULT_UP_TIMEOUT_S, validate_cluster_name
 from supervisor.state import ClusterState, load_state, state_root, supervisor_alive
 
@@ -319,14 +320,22 @@ class Cluster:
         settings: Mapping[str, int | float] | None = None,
         secure: bool = False,
         ice_servers: Sequence[str] = (),
+        lab: str = "",
+        nat: str = "eim",
+        turn: bool = True,
     ) -> Cluster:
         """Start a cluster of ``peers`` Python peers and ``browser_peers`` headless-Chromium
         peers (numbered ``peers + 1 ...``; process backend), and wait until it is formed.
         ``settings``: node tunables for every peer (``node.tunables``, e.g.
-        ``{"repair_interval_s": 5}``; ValueError for an unknown name or a bad value)."""
+        ``{"repair_interval_s": 5}``; ValueError for an unknown name or a bad value).
+        ``secure``: CURVE on every control and event socket (always on for swarm);
+        ``ice_servers``: STUN/TURN URLs for every peer.
+        ``lab="nat"``: every peer behind its own NAT of kind ``nat`` (``supervisor.natlab``),
+        a coturn STUN/TURN server (relaying unless ``turn=False``); needs root."""
         if not isinstance(peers, int) or isinstance(peers, bool) or peers < 1:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
         node_args = (*node_args, *tunables.node_args(settings or {}))
+        lab_opts = lab_options(lab, nat, turn, peers)
         kind = resolve_backend(backend)
         temp_root = False
         if name is None:
@@ -353,6 +362,7 @@ class Cluster:
             browser_peers=browser_peers,
             secure=secure,
             ice_servers=ice_servers,
+            lab=lab_opts,
         )
         try:
             state = wait_for_state(name, root, proc)

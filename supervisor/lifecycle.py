@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor import natlab
 from supervisor.detached import spawn_detached
 from supervisor.errors import ClusterNotRunning, SupervisorError
 from supervisor.front_client import FrontClient
+from supervisor.lab_cluster import lab_directory
 from supervisor.launcher import Launcher
-from supervisor.spec import NODES_DIR, Backend
+from supervisor.spec import NODES_DIR, Backend, LabOptions
 from supervisor.state import SUPERVISOR_LOG, ClusterState, cluster_dir, load_state, pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +104,7 @@ def spawn_supervisor(
     browser_peers: int = 0,
     secure: bool = False,
     ice_servers: Sequence[str] = (),
+    lab: LabOptions | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m supervisor run`` detached, output to ``<cluster>/supervisor.log``."""
     directory = cluster_dir(cluster, root)
@@ -128,6 +131,8 @@ def spawn_supervisor(
         argv.append("--secure")
     for url in ice_servers:
         argv.append(f"--ice-server={url}")
+    if lab is not None:
+        argv += ["--lab", "nat", "--nat", lab.nat, "--turn" if lab.turn else "--no-turn"]
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
@@ -238,5 +243,7 @@ def teardown(
         if launcher.find(cluster):
             found_anything = True
         launcher.remove_cluster(cluster, purge=purge)
+    if natlab.teardown(lab_directory(directory)):  # after the members: nothing runs inside
+        found_anything = True
     remove_state_dir(directory, keep=() if purge else (NODES_DIR,))
     return found_anything

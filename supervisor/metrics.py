@@ -27,6 +27,8 @@ NODE_GAUGES: dict[str, str] = {
     "peers_banned": "Peers disconnected and refused for flooding requests",
 }
 
+LINK_PATHS = ("host", "srflx", "relay")  # node.transport.ice_path.LinkPath (no node import here)
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -56,6 +58,12 @@ class ClusterMetrics:
         self._messages_out = Gauge(
             "dht_node_messages_out", "Messages sent by the node", ["index"], registry=self.registry
         )
+        self._links = Gauge(
+            "dht_node_links",
+            "Open links by network path (host / srflx / relay)",
+            ["index", "path"],
+            registry=self.registry,
+        )
         self._nodes_up = Gauge("dht_cluster_nodes_up", "Peers answering", registry=self.registry)
         self._nodes_total = Gauge(
             "dht_cluster_nodes", "Peers in the cluster", registry=self.registry
@@ -75,6 +83,10 @@ class ClusterMetrics:
                 gauge.labels(label).set(value)
         self._messages_in.labels(label).set(_total(stats.get("messages_in")))
         self._messages_out.labels(label).set(_total(stats.get("messages_out")))
+        paths = stats.get("link_paths")
+        if isinstance(paths, Mapping):
+            for path in LINK_PATHS:
+                self._links.labels(label, path).set(_number(paths.get(path)) or 0.0)
         self._last[index] = dict(stats)
         self._seen_at[index] = time.monotonic()
 
@@ -88,6 +100,11 @@ class ClusterMetrics:
         for gauge in (*self._node.values(), self._messages_in, self._messages_out):
             try:
                 gauge.remove(label)
+            except KeyError:
+                pass
+        for path in LINK_PATHS:
+            try:
+                self._links.remove(label, path)
             except KeyError:
                 pass
         self._last.pop(index, None)
@@ -112,6 +129,7 @@ class ClusterMetrics:
                 "messages_out": _total(stats.get("messages_out")),
                 "dropped_malformed": stats.get("dropped_malformed"),
                 "lookup_latency_ms": stats.get("lookup_latency_ms"),
+                "link_paths": stats.get("link_paths", {}),
                 "age_s": round(now - self._seen_at[index], 3),
             }
             nodes[str(index)] = entry

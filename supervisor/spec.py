@@ -12,6 +12,7 @@ import enum
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ SIGNALING_COMMAND: tuple[str, ...] = ("python", "-m", "signaling")
 NODE_COMMAND_ENV = "DHT_NODE_COMMAND"
 SIGNALING_COMMAND_ENV = "DHT_SIGNALING_COMMAND"
 STATE_DIR_ENV = "DHT_STATE_DIR"
+ICE_SERVERS_ENV = "DHT_ICE_SERVERS"  # peer.cli reads it when no --ice-server flag is given
 DOCKER_DATA_DIR = "/data"
 
 _CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -91,6 +93,7 @@ class SupervisorConfig:
     host: str = HOST  # where peers reach the signaling server (it binds there)
     ice_address: str = HOST  # the peers' --ice-address ("auto": the host's own addresses)
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs handed to every peer (--ice-server)
+    lab: LabOptions | None = None  # run the peers in a NAT lab (supervisor.natlab)
 
     def __post_init__(self) -> None:
         if self.browser_peers < 0:
@@ -99,6 +102,8 @@ class SupervisorConfig:
             raise ValueError("browser peers run with the process backend only (no chromium image)")
         if self.browser_peers and self.curved:
             raise ValueError("browser peers do not speak CURVE: no --secure with browser peers")
+        if self.lab is not None and (self.backend is not Backend.PROCESS or self.browser_peers):
+            raise ValueError("the NAT lab runs Python peers with the process backend only")
 
     @property
     def curved(self) -> bool:
@@ -115,14 +120,42 @@ class SupervisorConfig:
         return self.state_root / self.cluster
 
 
+@dataclass(frozen=True, slots=True)
+class LabOptions:
+    """``--lab nat``: which NAT each peer is behind (``natlab.parse_kinds``), TURN or not."""
+
+    nat: str = "eim"
+    turn: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a member runs when not in the root namespace: a NAT lab namespace, the address ICE
+    gathers on there, and the STUN/TURN URLs (passed in the environment: they hold a secret)."""
+
+    netns: str
+    address: str
+    ice_servers: tuple[str, ...] = ()
+
+
+def in_place(place: Place | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` entered into ``place``'s namespace (``ip netns exec`` keeps the pid)."""
+    if place is None:
+        return list(argv)
+    head = sys.executable if argv and argv[0] in ("python", "python3") else argv[0]
+    return ["ip", "netns", "exec", place.netns, head, *argv[1:]]
+
+
 def signaling_url(port: int, host: str = HOST) -> str:
     return f"ws://{host}:{port}"
 
 
-def signaling_spec(config: SupervisorConfig, port: int) -> MemberSpec:
-    argv = [*config.signaling_command, "--host", config.host, "--port", str(port)]
+def signaling_spec(config: SupervisorConfig, port: int, place: Place | None = None) -> MemberSpec:
+    host = place.address if place is not None else config.host
+    argv = [*config.signaling_command, "--host", host, "--port", str(port)]
     if config.browser_peers:
         argv += ["--web", str(WEB_DIR)]
+    argv = in_place(place, argv)
     log_path = str(config.cluster_dir / "logs" / "signaling.log")
     return MemberSpec(
         cluster=config.cluster,
@@ -152,6 +185,7 @@ def _peer_spec(
     data_arg: str,
     extra: Sequence[str],
     log_name: str,
+    place: Place | None = None,
 ) -> MemberSpec:
     signaling, control, events = endpoints
     argv = [*command, "--signaling", signaling, "--data-dir", data_arg]
@@ -167,12 +201,15 @@ def _peer_spec(
             else secrets[CURVE_SECRET]
         )
         argv += ["--curve-key", in_member]
+    env = dict(config.env)
+    if place is not None and place.ice_servers:
+        env[ICE_SERVERS_ENV] = ",".join(place.ice_servers)
     return MemberSpec(
         cluster=config.cluster,
         role=Role.PEER,
         index=index,
-        argv=argv,
-        env=_peer_env(config, command, argv),
+        argv=in_place(place, argv),
+        env=_peer_env(config, command, argv, env),
         data_dir=node_data_dir(config, index),
         log_path=str(config.cluster_dir / "logs" / log_name),
         secrets=secrets,
@@ -180,15 +217,22 @@ def _peer_spec(
 
 
 def node_spec(
-    config: SupervisorConfig, index: int, signaling: str, control: str, events: str
+    config: SupervisorConfig,
+    index: int,
+    signaling: str,
+    control: str,
+    events: str,
+    place: Place | None = None,
 ) -> MemberSpec:
     data_dir = node_data_dir(config, index)
     data_arg = DOCKER_DATA_DIR if config.backend in CONTAINER_BACKENDS else data_dir
+    address = place.address if place is not None else config.ice_address
     servers = [arg for url in config.ice_servers for arg in ("--ice-server", url)]
-    extra = ("--ice-address", config.ice_address, *servers, *config.node_args)
+    extra = ("--ice-address", address, *servers, *config.node_args)
     endpoints = (signaling, control, events)
     command = config.node_command
-    return _peer_spec(config, index, command, endpoints, data_arg, extra, f"node-{index}.log")
+    log_name = f"node-{index}.log"
+    return _peer_spec(config, index, command, endpoints, data_arg, extra, log_name, place)
 
 
 def browser_spec(
@@ -202,11 +246,14 @@ def browser_spec(
 
 
 def _peer_env(
-    config: SupervisorConfig, command: Sequence[str], argv: Sequence[str]
+    config: SupervisorConfig,
+    command: Sequence[str],
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The peer's extra environment. A local ``python -m peer`` also gets its options already
     resolved (``peer.serve.RESOLVED_ENV``), so it neither parses nor re-executes itself."""
-    env = dict(config.env)
+    env = dict(config.env) if env is None else env
     if config.backend is Backend.PROCESS and tuple(command[-2:]) == NODE_COMMAND[-2:]:
         from peer.cli import resolve  # typer: only where nodes are really launched
         from peer.serve import RESOLVED_ENV

@@ -42,10 +42,13 @@ from control.errors import CommandError, ErrorCode, ProtocolError, RemoteError, 
 from control.limits import SUBSCRIPTION_MAX_BYTES
 from control.schema import Request
 from control.server import RouterServer
+from supervisor.errors import LaunchError
 from supervisor.front import front_server, route
+from supervisor.lab_cluster import ClusterLab
 from supervisor.launcher import Launcher, MemberState
 from supervisor.members import Health, Lifecycle, Member, Observation
 from supervisor.metrics import ClusterMetrics
+from supervisor.natlab import SIGNALING_PORT as NATLAB_SIGNALING_PORT
 from supervisor.placement import Placements
 from supervisor.ports import HOST, pick_port, tcp_endpoint
 from supervisor.restart import Phase, RestartPolicy, delay_s
@@ -117,6 +120,7 @@ class Supervisor:
         self.events_endpoint = ""
         self.metrics_url = ""
         self.signaling_url = ""
+        self.lab = ClusterLab(config, config.lab) if config.lab is not None else None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -224,7 +228,14 @@ class Supervisor:
         self.save()
         self._tasks.append(asyncio.create_task(self._front.serve(), name="front"))
 
-        self.signaling = Member(signaling_spec(cfg, sig_port))
+        if self.lab is None:
+            self.signaling = Member(signaling_spec(cfg, sig_port))
+        else:
+            await self.lab.build()
+            self.signaling_url = self.lab.signaling_url
+            self.signaling = Member(
+                signaling_spec(cfg, NATLAB_SIGNALING_PORT, self.lab.signaling_place())
+            )
         await self.lifecycle.start(self.signaling)
         for index in range(1, cfg.peers + 1):
             await self._add_peer(index)
@@ -245,12 +256,18 @@ class Supervisor:
         )
 
     async def _add_peer(self, index: int, browser: bool = False) -> Member:
-        control = events = ""
-        if not self.placements.active:  # else: known once the backend has placed the peer
-            control = tcp_endpoint(pick_port(0, self._taken_ports))
-            events = tcp_endpoint(pick_port(0, self._taken_ports))
-        make_spec = browser_spec if browser else node_spec
-        member = Member(make_spec(self.config, index, self.signaling_url, control, events))
+        if self.lab is not None:
+            control, events = self.lab.endpoints(index)
+            place = self.lab.peer_place(index)
+            spec = node_spec(self.config, index, self.signaling_url, control, events, place)
+        else:
+            control = events = ""
+            if not self.placements.active:  # else: known once the backend has placed the peer
+                control = tcp_endpoint(pick_port(0, self._taken_ports))
+                events = tcp_endpoint(pick_port(0, self._taken_ports))
+            make_spec = browser_spec if browser else node_spec
+            spec = make_spec(self.config, index, self.signaling_url, control, events)
+        member = Member(spec)
         member.kind = "browser" if browser else "node"
         if control:
             self._connect(member, control, events)
@@ -331,6 +348,11 @@ class Supervisor:
         close_launcher = getattr(self.launcher, "close", None)  # the process backend's zygote
         if callable(close_launcher):
             await asyncio.to_thread(close_launcher)
+        if self.lab is not None:
+            try:
+                await self.lab.teardown()
+            except LaunchError as exc:
+                log.error("%s", exc)
         if self._front is not None:
             await self._front.close()
         if self._pub is not None:

@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from node.errors import DhtError, LocalError
+from node.transport.ice_path import LinkPath
 
 # --- limits -------------------------------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class LinkBase:
         self._on_close: Callable[[], None] | None = None
         self._inbound: deque[bytes] = deque()
         self._queue = SendQueue(self._write, self._buffered_amount)
+        self._path: LinkPath | None = None
 
     # --- Link -------------------------------------------------------------------------------
 
@@ -192,6 +194,15 @@ class LinkBase:
     def close_reason(self) -> CloseReason | None:
         """Why the link ended; None while it is open."""
         return self._close_reason
+
+    @property
+    def path(self) -> LinkPath | None:
+        """The network path the open link took (host / srflx / relay); None when unknown."""
+        return self._path
+
+    def diagnose(self) -> str:
+        """Why the link has not opened, as far as the transport can tell ("" when unknown)."""
+        return ""
 
     @property
     def send_queue_peak(self) -> int:
@@ -221,8 +232,10 @@ class LinkBase:
             async with asyncio.timeout(timeout_s):
                 await asyncio.shield(self._opened)
         except TimeoutError:
+            detail = self.diagnose()
             self.close()
-            raise DialTimeout(f"{self._label} did not open within {timeout_s:.3f} s") from None
+            message = f"{self._label} did not open within {timeout_s:.3f} s"
+            raise DialTimeout(f"{message}: {detail}" if detail else message) from None
 
     # --- for subclasses ---------------------------------------------------------------------
 
@@ -322,6 +335,11 @@ class Link(Protocol):
         """Why the link ended (None while open); ``LIVENESS_LOST``: the peer is gone."""
         ...
 
+    @property
+    def path(self) -> LinkPath | None:
+        """The network path the link took (``node.transport.ice_path``); None when unknown."""
+        ...
+
 
 class PendingOffer(Protocol):
     """The offerer's half of a dial: holds the offer until the answer comes back."""
@@ -338,6 +356,10 @@ class PendingOffer(Protocol):
 
     def cancel(self) -> None:
         """Abandon the dial and release its resources; idempotent."""
+        ...
+
+    def diagnose(self) -> str:
+        """Why the link has not opened yet, as far as the transport can tell ("" if unknown)."""
         ...
 
 

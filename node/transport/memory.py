@@ -194,6 +194,9 @@ class MemoryPendingOffer:
     def cancel(self) -> None:
         self._link.close()
 
+    def diagnose(self) -> str:
+        return self._link.diagnose()
+
 
 class MemoryPendingAnswer:
     def __init__(self, link: MemoryLink, sdp: str, offer_sdp: str, lost: bool) -> None:

@@ -83,6 +83,7 @@ from aiortc import (
 )
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from node.transport import ice_nomination
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
     CloseReason,
@@ -91,6 +92,13 @@ from node.transport.base import (
     LinkClosed,
     MessageTooLarge,
     TransportError,
+)
+from node.transport.ice_path import (
+    CandidateView,
+    LinkPath,
+    classify,
+    failure_reason,
+    sdp_candidate_types,
 )
 from node.transport.sctp_adapter import EconomySctpTransport, LivenessTiming, adapt, check_aiortc
 from node.transport.sdp import strip_mdns_candidates
@@ -159,6 +167,7 @@ def _install_aioice_hooks() -> None:
         return chosen
 
     aioice.ice.get_host_addresses = get_host_addresses
+    ice_nomination.install()
     if getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", 0) < UDP_RECEIVE_BUFFER_BYTES:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = UDP_RECEIVE_BUFFER_BYTES
     _hooks_installed = True
@@ -191,6 +200,32 @@ def _check_receive_buffer(pc: RTCPeerConnection) -> None:
                 UDP_RECEIVE_BUFFER_BYTES,
             )
         return
+
+
+def _ice_connection(pc: RTCPeerConnection) -> Any:
+    """aioice's ``Connection`` behind ``pc`` (None before SCTP/ICE exist)."""
+    try:
+        return pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+    except AttributeError:
+        return None
+
+
+def _view(candidate: Any) -> CandidateView:
+    return CandidateView(candidate.type, candidate.host, candidate.related_address)
+
+
+def selected_path(pc: RTCPeerConnection) -> LinkPath | None:
+    """The path of the nominated ICE pair (``node.transport.ice_path``); None when unknown."""
+    connection = _ice_connection(pc)
+    try:
+        pair = connection._nominated.get(1) if connection is not None else None
+        if pair is None:
+            return None
+        local = [_view(c) for c in connection.local_candidates]
+        return classify(_view(pair.local_candidate), _view(pair.remote_candidate), local)
+    except AttributeError:
+        logger.debug("cannot read aioice's selected pair")
+        return None
 
 
 def _stop_consent_checks(pc: RTCPeerConnection) -> None:
@@ -323,6 +358,13 @@ class WebRTCLink(LinkBase):
     def _buffered_amount(self) -> int:
         return self._channel.bufferedAmount if self._channel is not None else 0
 
+    @property
+    def path(self) -> LinkPath | None:
+        """The selected pair's path, read live: ICE may settle on a better pair after open."""
+        if not self.is_open:
+            return None
+        return selected_path(self._pc)
+
     def _on_channel_open(self) -> None:
         if not self._mark_open():
             return
@@ -350,8 +392,23 @@ class WebRTCLink(LinkBase):
         self._shutdown("channel closed")
 
     def _on_connection_state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed"):
-            self._shutdown(f"connection {self._pc.connectionState}")
+        state = self._pc.connectionState
+        if state == "failed" and not self._opened.done():
+            self._shutdown(f"connection failed: {self.diagnose()}")
+        elif state in ("failed", "closed"):
+            self._shutdown(f"connection {state}")
+
+    def diagnose(self) -> str:
+        """Which candidates each side had (``ice_path.failure_reason``); "" once open."""
+        if self.is_open:
+            return ""
+        connection = _ice_connection(self._pc)
+        local = [c.type for c in connection.local_candidates] if connection is not None else []
+        remote = self._pc.remoteDescription
+        remote_types = sdp_candidate_types(remote.sdp) if remote is not None else []
+        if remote is None:
+            return "no answer applied yet"
+        return failure_reason(local, remote_types, self._owner._ice_server_urls)
 
     def _release(self, reason: str) -> None:
         if self._sctp is not None:
@@ -386,6 +443,9 @@ class WebRTCPendingOffer:
 
     def cancel(self) -> None:
         self._link.close()
+
+    def diagnose(self) -> str:
+        return self._link.diagnose()
 
 
 class WebRTCPendingAnswer:
@@ -439,6 +499,8 @@ class WebRTCTransport:
                 raise ValueError(f"ICE address {address!r} is not an IP address") from None
         self._ice_addresses = tuple(addresses)
         self._ice_servers = [parse_ice_server(url) for url in ice_servers]
+        #: Scheme and host only (no credentials): what failure reasons may mention.
+        self._ice_server_urls = [str(server.urls) for server in self._ice_servers]
         self._links: set[WebRTCLink] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False

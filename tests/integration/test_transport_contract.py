@@ -28,6 +28,7 @@ from node.transport.base import (
     MessageTooLarge,
     Transport,
 )
+from node.transport.ice_path import LinkPath
 from node.transport.memory import MemoryHub, MemoryTransport
 from node.transport.webrtc import WebRTCTransport, parse_ice_server
 from tests.support.procs import reap
@@ -138,6 +139,9 @@ async def test_offer_answer_opens_both_sides(transports: tuple[Any, Any]) -> Non
     assert link_b.is_open
     assert a.open_connections == 1
     assert b.open_connections == 1
+    # Loopback with no NAT: WebRTC reports a host path; the memory transport has no ICE.
+    expected = LinkPath.HOST if isinstance(a, WebRTCTransport) else None
+    assert (link_a.path, link_b.path) == (expected, expected)
 
 
 async def test_messages_both_ways_arrive_in_order_and_intact(
@@ -228,8 +232,10 @@ async def test_offer_wait_open_times_out_without_answer(transports: tuple[Any, A
     offer = await a.create_offer()
     timeout_s = 0.3
     start = time.monotonic()
-    with pytest.raises(DialTimeout):
+    with pytest.raises(DialTimeout) as raised:
         await offer.wait_open(timeout_s)
+    if isinstance(a, WebRTCTransport):
+        assert "no answer applied yet" in str(raised.value)
     elapsed = time.monotonic() - start
     assert timeout_s <= elapsed < timeout_s + 1.0
     assert a.open_connections == 0
