@@ -1,3 +1,4 @@
+# Over 600 lines: one state machine (dial, glare, relay, HELLO, budget, bans) per peer table.
 """The connection manager: one authenticated ``Link`` per peer, dialed on demand.
 
 Theory of operation:
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 import msgpack
 
 from node import codec
+from node.bans import BanList
 from node.core_hooks import CoreHooks
 from node.events import PeerConnected, PeerDisconnected
 from node.hello import bad_version, hello_payload, hello_problem
@@ -65,7 +67,6 @@ HELLO_TIMEOUT_S = 5.0
 MAX_QUEUED_PER_PEER = 64
 SIGNAL_PAYLOAD_VERSION = 1
 SEEN_CIDS_MAX = 4096
-MAX_BANNED = 4096  # banned peers remembered (expired ones are pruned when it fills)
 DIAL_FAILURES_KEPT = 256  # peers whose last dial failure reason is remembered
 MAX_CID_CHARS = 64
 MAX_EARLY_MESSAGES = 16
@@ -168,7 +169,7 @@ class ConnectionManager:
         self._tasks = TaskSet("connections")
         self._closed = False
         self._draining = False
-        self._banned: dict[NodeId, float] = {}  # peer → loop time its ban ends
+        self._banned = BanList()  # on the loop's clock
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -255,20 +256,11 @@ class ConnectionManager:
 
     def ban(self, peer: NodeId, for_s: float) -> None:
         """Close the link to ``peer`` and refuse it (its offers, our dials) for ``for_s``."""
-        now = self._loop.time()
-        if len(self._banned) >= MAX_BANNED:
-            self._banned = {p: t for p, t in self._banned.items() if t > now}
-        self._banned[peer] = now + for_s
+        self._banned.hold(peer, self._loop.time(), for_s)
         self.close(peer, "banned")
 
     def banned(self, peer: NodeId) -> bool:
-        until = self._banned.get(peer)
-        if until is None:
-            return False
-        if self._loop.time() < until:
-            return True
-        del self._banned[peer]
-        return False
+        return self._banned.banned(peer, self._loop.time())
 
     # == dialing ==================================================================================
 

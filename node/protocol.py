@@ -38,6 +38,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from node import codec
+from node.bans import BanList
 from node.config import Config
 from node.durability import Batch, Durability, Snapshot
 from node.events import (
@@ -109,8 +110,6 @@ __all__ = ["DhtProtocol", "JoinedTopic", "Outgoing", "Stats"]
 GET_GRACE_S = 0.05  # after the first value: how long in-flight answers may still improve it
 STORE_GRACE_S = 0.25  # slack after the request timeout before a write gives up
 LATENCY_SAMPLES = 1000
-MAX_BANNED = 4096  # banned peers remembered (old ones are pruned when it fills)
-MAX_BAN_S = 3600.0  # the longest ban (they double), and how long a ban is remembered after it
 LOST_WRITE_REASONS = frozenset({"cas_mismatch", "seq_not_newer"})
 _REQUEST_TIMER = TimerKind.REQUEST
 _TYPE_NAME = {t: t.name for t in MsgType}  # ``MsgType.name`` is a property: look it up once
@@ -180,9 +179,8 @@ class DhtProtocol:
         self.connected: set[NodeId] = set()
         self.last_heard: dict[NodeId, float] = {}
         self.malformed_by_peer: Counter[NodeId] = Counter()
-        self.banned: dict[NodeId, tuple[float, int]] = {}
-        """Peer → (refused until, bans so far): nothing a banned peer sends is read. An entry
-        outlives its ban (a second ban lasts twice as long) until ``MAX_BAN_S`` after it."""
+        self.banned = BanList()
+        """Peers flooding far over their rate (``node.bans``): nothing they send is read."""
 
         self._out: list[Outgoing] = []
         self._events: deque[Event] = deque()
@@ -262,7 +260,7 @@ class DhtProtocol:
     def receive(self, peer: NodeId, data: bytes | Message, now: float) -> None:
         """Handle one message from ``peer``. Never raises for any ``data``."""
         verdict: Verdict | None = None
-        if self.banned and self._is_banned(peer, now):
+        if self.banned and self.banned.banned(peer, now):
             self.stats.rate_dropped += 1
             return
         if isinstance(data, bytes | bytearray | memoryview):
@@ -328,11 +326,7 @@ class DhtProtocol:
         # Far over its rate for too long: every request it sends still costs the transport, so
         # it goes — out of the table, its requests failed, its link closed by the runtime.
         self.stats.peers_banned += 1
-        if len(self.banned) >= MAX_BANNED:
-            self.banned = {p: b for p, b in self.banned.items() if b[0] + MAX_BAN_S > now}
-        strikes = self.banned.get(peer, (0.0, 0))[1] + 1
-        for_s = min(MAX_BAN_S, self.config.ban_s * 2 ** (strikes - 1))
-        self.banned[peer] = (now + for_s, strikes)
+        for_s, strikes = self.banned.strike(peer, now, self.config.ban_s)
         self.connected.discard(peer)
         self.last_heard.pop(peer, None)
         self.delivery_failed(peer, now)
@@ -340,10 +334,6 @@ class DhtProtocol:
             self._events.append(ContactRemoved(peer, RemovalReason.BANNED))
         reason = f"far over its request rate for too long (ban {strikes})"
         self._events.append(PeerBanned(peer, reason, for_s))
-
-    def _is_banned(self, peer: NodeId, now: float) -> bool:
-        ban = self.banned.get(peer)
-        return ban is not None and now < ban[0]
 
     @property
     def refusals(self) -> Counter[str]:
@@ -374,7 +364,7 @@ class DhtProtocol:
         self._events.append(PeerMisbehaved(peer, reason, self.malformed_by_peer[peer]))
 
     def _heard(self, peer: NodeId, now: float) -> None:
-        if peer == self.id or (self.banned and self._is_banned(peer, now)):
+        if peer == self.id or (self.banned and self.banned.banned(peer, now)):
             return
         self.last_heard[peer] = now
         table = self.table

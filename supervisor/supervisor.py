@@ -1,3 +1,4 @@
+# Over 600 lines: the one supervisor loop; every backend, lab and placement event meets here.
 """The supervisor: one asyncio loop that runs a cluster and keeps it running.
 
 Theory of operation:
