@@ -73,6 +73,7 @@ class Member:
     forwarder: asyncio.Task[None] | None = None
     last_exit_code: int | None = None
     announced_up: bool = False
+    heard_at: float = 0.0  # monotonic time of the member's last event (a sign of life)
     engine_restarts_seen: int = 0  # the backend's own restart count (Docker RestartCount)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

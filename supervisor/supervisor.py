@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_S = 0.25
 HEALTH_INTERVAL_S = 1.0
+HEALTH_QUIET_S = 12.0  # an up member heard from this recently (its events) is not asked `id`
 HEALTH_TIMEOUT_S = 2.0
 STATUS_TIMEOUT_S = 3.0
 NODE_COMMAND_TIMEOUT_S = 30.0
@@ -432,6 +433,8 @@ class Supervisor:
     async def _check_health(self, member: Member) -> None:
         if member.client is None or member.health is Health.DOWN or member.stopping:
             return
+        if member.health is Health.UP and time.monotonic() - member.heard_at < HEALTH_QUIET_S:
+            return  # its events (node.stats every few seconds) say it is alive and serving
         try:
             result = await member.client.request("id", timeout_s=HEALTH_TIMEOUT_S)
         except (Unreachable, Timeout, ProtocolError, RemoteError):
@@ -470,6 +473,7 @@ class Supervisor:
                 log.warning("malformed event from node %d dropped", member.index)
                 continue
             topic, payload = decoded
+            member.heard_at = time.monotonic()
             payload["index"] = member.index
             self._publish(topic, payload)
             if topic == "node.stats":

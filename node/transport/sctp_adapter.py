@@ -102,8 +102,9 @@ MAX_PACKET_BYTES = SCTP_MAX_PACKET_LENGTH
 DELAYED_SACK_S = 0.040
 #: A SACK is sent at once for this many received packets carrying DATA.
 SACK_EVERY_PACKETS = 2
-#: Default silence after which the offerer probes the association with a HEARTBEAT.
-PROBE_AFTER_S = 3.0
+#: Default silence after which the offerer probes the association with a HEARTBEAT (the idle
+#: cost of a link: 3 s cost an idle 25-peer cluster 0.11-0.13 cores, 4 s 0.085-0.09).
+PROBE_AFTER_S = 4.0
 #: Default silence after which the association is declared lost.
 DEAD_AFTER_S = 10.0
 #: The answerer waits this many times longer than the offerer before probing itself.
