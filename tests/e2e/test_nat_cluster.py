@@ -20,6 +20,7 @@ import pytest
 
 from supervisor import natlab
 from supervisor.cluster import Cluster
+from supervisor.errors import CommandFailed
 from supervisor.lab_cluster import lab_directory
 from tests.support.natlab import leftovers, require_lab, root_ruleset
 
@@ -118,3 +119,16 @@ MIX = "eim,symmetric,eim,symmetric,wan,wan"
 def test_a_mix_with_wan_peers_takes_every_kind_of_path(lab_cluster: Cluster) -> None:
     counts = check(lab_cluster, natlab.parse_kinds(MIX, 6))
     assert set(counts) == {"host", "srflx", "relay"}
+
+
+@pytest.mark.parametrize("lab_cluster", ["symmetric,symmetric,wan"], indirect=True)
+def test_with_turn_stopped_symmetric_peers_fail_to_dial_and_say_why(lab_cluster: Cluster) -> None:
+    target = lab_cluster.node(2).id()
+    assert natlab.stop_turn(lab_directory(lab_cluster.root / lab_cluster.name))
+    node = lab_cluster.node(1)
+    node.disconnect(target)
+    started = time.monotonic()
+    with pytest.raises(CommandFailed) as raised:
+        node.connect(target)
+    assert time.monotonic() - started < 15.0  # bounded by the dial timeout: nothing hangs
+    assert "STUN/TURN servers unreachable" in str(raised.value)
