@@ -76,16 +76,17 @@ async def _dial(
 
 
 def dial_pair(
-    offer_netns: str,
+    offer_netns: str | None,
     offer_address: str,
-    answer_netns: str,
+    answer_netns: str | None,
     answer_address: str,
     directory: Path,
     ice_servers: list[str],
     timeout_s: float = 10.0,
     dials: int = 1,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run both sides in their namespaces (``ip netns exec``, needs root); their JSON lines."""
+    """Run both sides in their namespaces (``ip netns exec``, needs root; None: this one);
+    their JSON lines."""
     directory.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     servers = [arg for url in ice_servers for arg in ("--ice-server", url)]
@@ -93,16 +94,8 @@ def dial_pair(
     procs = [
         subprocess.Popen(
             [
-                "ip",
-                "netns",
-                "exec",
-                netns,
-                sys.executable,
-                "-m",
-                "bench.nat_dial",
-                role,
-                address,
-                *common,
+                *(["ip", "netns", "exec", netns] if netns else []),
+                *(sys.executable, "-m", "bench.nat_dial", role, address, *common),
             ],
             stdout=subprocess.PIPE,
             text=True,
