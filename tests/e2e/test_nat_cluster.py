@@ -110,6 +110,14 @@ def test_eim_nats_hole_punch_every_link(lab_cluster: Cluster) -> None:
 def test_symmetric_nats_fall_back_to_the_relay(lab_cluster: Cluster) -> None:
     counts = check(lab_cluster, natlab.parse_kinds("symmetric", 6))
     assert set(counts) == {"relay"}
+    # A crashed peer is restarted inside its namespace and reconnects through the relay.
+    lab_cluster.kill(3)
+    lab_cluster.wait_restarted(3, timeout_s=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not lab_cluster.node(3).peers():
+        time.sleep(0.5)
+    assert lab_cluster.node(3).get("nat-key").value == b"behind a NAT"
+    assert {p["path"] for p in lab_cluster.node(3).peers()} == {"relay"}
 
 
 MIX = "eim,symmetric,eim,symmetric,wan,wan"
