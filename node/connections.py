@@ -325,7 +325,8 @@ class ConnectionManager:
         within = f"within {self.dial_timeout_s:g} s"
         if dial.pending is None:
             return f"ICE gathering did not finish {within} (STUN/TURN servers unreachable?)"
-        if dial.answer is None or not dial.answer.done():
+        answer = dial.answer  # cancelled with the dial when it was still awaited
+        if answer is None or not answer.done() or answer.cancelled():
             return f"no answer {within}"
         detail = dial.pending.diagnose()
         return f"the link did not open {within}" + (f": {detail}" if detail else "")

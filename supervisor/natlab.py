@@ -285,8 +285,7 @@ class Lab:
 
     def stop_turn(self) -> None:
         """Stop coturn now (tests: what peers do when the TURN server is gone)."""
-        if self.coturn_pid is not None:
-            _kill_pid(self.coturn_pid)
+        stop_turn(self.directory)
 
 
 def _lab_record(lab_plan: LabPlan, coturn_pid: int | None, user: str) -> dict[str, Any]:
@@ -490,6 +489,16 @@ def read_record(directory: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def stop_turn(directory: Path) -> bool:
+    """Stop the coturn of the lab in ``directory`` (the lab stays); False when none ran."""
+    record = read_record(directory)
+    pid = record.get("coturn_pid") if record is not None else None
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        return False
+    _kill_pid(pid)
+    return True
 
 
 def teardown(directory: Path) -> bool:

@@ -569,6 +569,8 @@ class Supervisor:
         target = _arg_int(req.args, "peers")
         if not 1 <= target <= MAX_PEERS:
             raise CommandError(ErrorCode.BAD_ARGS, f"peers must be in 1..{MAX_PEERS}")
+        if self.lab is not None and target > len(self.lab.plan.hosts):
+            raise CommandError(ErrorCode.BAD_ARGS, "a NAT lab cluster cannot grow (down, then up)")
         async with self._scale_lock:
             added, removed = [], []
             current = len(self.peers)

@@ -83,7 +83,7 @@ from aiortc import (
 )
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
-from node.transport import ice_nomination
+from node.transport import ice_checks
 from node.transport.base import (
     BUFFERED_AMOUNT_LOW_BYTES,
     CloseReason,
@@ -167,7 +167,7 @@ def _install_aioice_hooks() -> None:
         return chosen
 
     aioice.ice.get_host_addresses = get_host_addresses
-    ice_nomination.install()
+    ice_checks.install()
     if getattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE", 0) < UDP_RECEIVE_BUFFER_BYTES:
         aioice.turn.UDP_SOCKET_BUFFER_SIZE = UDP_RECEIVE_BUFFER_BYTES
     _hooks_installed = True

@@ -104,7 +104,7 @@ def test_tables(node: ThreadedControlServer) -> None:
     peers = dhtctl("peers", "--endpoint", ep)
     assert peers.exit_code == 0
     lines = peers.stdout.splitlines()
-    assert lines[0].split() == ["ID", "RTT", "MS", "CONNECTED", "S", "IN", "RT"]
+    assert lines[0].split() == ["ID", "RTT", "MS", "CONNECTED", "S", "IN", "RT", "PATH"]
     assert len(lines) == 4
     assert lines[1].split()[0] == PEER
     ident = dhtctl("id", "--endpoint", ep)

@@ -331,6 +331,7 @@ async def test_a_dial_to_nobody_fails_at_its_deadline_and_reports_unreachable(
         assert a.core.unreachable_peers == [nobody]
         assert a.manager.dials_in_progress == 0
         assert a.manager.stats.dials_failed == 1
+        assert a.manager.failure(nobody) == "no answer within 0.3 s"
     finally:
         await close(a)
 
