@@ -17,7 +17,12 @@ node) over the put phase and the get phase, divided by the number of operations;
 (liveness) are reported apart. UDP datagrams are not counted here (see bench/webrtc_link.py).
 
 Prints one JSON document. RSS/CPU are read from /proc (process backend: supervisor, signaling
-and every peer).
+and every peer; container backends: the containers' main processes on this machine).
+
+Several backends (``--backend docker,swarm``) run one after the other in the same invocation and
+print ``{"runs": [...]}``. ``--two-hosts`` (root) runs the swarm backend on two hosts made on this
+machine (``tests.support.twohosts``: two network namespaces, a dockerd each, one swarm): the
+benchmark re-runs itself inside host A's namespace, where the supervisor runs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from control.client import ControlClient
 from control.errors import ControlError
 from supervisor.cluster import Cluster, NodeHandle
 from supervisor.errors import SupervisorError
+from supervisor.front_client import state_curve
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,18 +79,18 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
-def container_pids(refs: list[str]) -> list[int]:
-    """Host PIDs of containers' main processes (containers share the host PID view as root)."""
-    if not refs:
-        return []
+def container_pids(cluster: str) -> list[int]:
+    """Host PIDs of the main processes of the cluster's containers on this engine (labelled
+    ``dht.cluster``: Docker and Swarm backends alike; containers share the host PID view)."""
     import docker
 
     client = docker.from_env()
     try:
+        rows = client.api.containers(filters={"label": f"dht.cluster={cluster}"})
         out = []
-        for ref in refs:
+        for row in rows:
             try:
-                pid = int(client.api.inspect_container(ref)["State"]["Pid"])
+                pid = int(client.api.inspect_container(row["Id"])["State"]["Pid"])
             except docker.errors.DockerException:
                 continue
             if pid > 0:
@@ -98,7 +104,8 @@ def cluster_pids(c: Cluster) -> list[int]:
     state = c.state
     refs = [r for r in [n.ref for n in state.nodes] + [state.signaling_ref] if r]
     pids = [int(r) for r in refs if r.isdigit()]
-    pids += container_pids([r for r in refs if not r.isdigit()])
+    if state.backend != "process":
+        pids += container_pids(c.name)
     if state.supervisor_pid:
         pids.append(state.supervisor_pid)
     return pids
@@ -174,7 +181,10 @@ def run(
     ) as c:
         bring_up_s = time.monotonic() - started
         pids = cluster_pids(c)
-        direct = {n.index: ControlClient(n.control, timeout_s=10.0) for n in c.state.nodes}
+        curve = state_curve(c.state)
+        direct = {
+            n.index: ControlClient(n.control, timeout_s=10.0, curve=curve) for n in c.state.nodes
+        }
         cpu_before = sum(cpu_s(p) for p in pids)
         wall_before = time.monotonic()
         keys: dict[str, bytes] = {}
@@ -244,7 +254,16 @@ def run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--peers", type=int, default=10)
-    parser.add_argument("--backend", default="process", choices=("process", "docker", "auto"))
+    parser.add_argument(
+        "--backend",
+        default="process",
+        help="process, docker, swarm or auto; a comma list runs each in turn",
+    )
+    parser.add_argument(
+        "--two-hosts",
+        action="store_true",
+        help="swarm on two hosts made on this machine (root; tests.support.twohosts)",
+    )
     parser.add_argument("--puts", type=int, default=200)
     parser.add_argument("--gets", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=180.0)
@@ -253,13 +272,47 @@ def main() -> int:
     ns = parser.parse_args()
     if ns.peers < 1 or ns.puts < 0 or ns.gets < 0:
         parser.error("--peers must be >= 1, --puts/--gets >= 0")
-    print(
-        json.dumps(
-            run(ns.peers, ns.backend, ns.puts, ns.gets, ns.timeout, ns.cluster, ns.state_dir),
-            indent=2,
-        )
-    )
+    backends = [b.strip() for b in ns.backend.split(",") if b.strip()]
+    if any(b not in BACKENDS for b in backends) or not backends:
+        parser.error(f"--backend: choose from {', '.join(BACKENDS)} (a comma list)")
+    if ns.two_hosts:
+        print(json.dumps(two_hosts(sys.argv[1:]), indent=2))
+        return 0
+    runs = [
+        run(ns.peers, b, ns.puts, ns.gets, ns.timeout, ns.cluster, ns.state_dir) for b in backends
+    ]
+    print(json.dumps(runs[0] if len(runs) == 1 else {"runs": runs}, indent=2))
     return 0
+
+
+BACKENDS = ("process", "docker", "swarm", "auto")
+
+
+def two_hosts(argv: list[str]) -> dict[str, Any]:
+    """Make the two-host swarm, run this benchmark (swarm backend) inside host A, remove it."""
+
+    from tests.support.twohosts import TwoHosts
+
+    inner = [a for a in argv if a != "--two-hosts"]
+    for i, arg in enumerate(inner):
+        if arg.startswith("--backend"):
+            del inner[i : i + (1 if "=" in arg else 2)]
+            break
+    started = time.monotonic()
+    with TwoHosts() as lab:
+        made_s = time.monotonic() - started
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        done = lab.run_on_a(
+            [sys.executable, str(Path(__file__).resolve()), "--backend", "swarm", *inner],
+            env,
+            timeout_s=1800,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"the benchmark inside host A failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["two_hosts"] = True
+    result["lab_setup_s"] = round(made_s, 1)
+    return result
 
 
 if __name__ == "__main__":

@@ -167,6 +167,7 @@ class SwarmLauncher:
             )
         self.node_id = str(swarm.get("NodeID", ""))
         self._lock = threading.Lock()
+        self._scaling = threading.Lock()
         self._tasks_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._seen: dict[str, set[str]] = {}  # member ref -> every task id seen in its slot
         self._nodes_cache: tuple[float, list[dict[str, Any]]] | None = None
@@ -191,6 +192,11 @@ class SwarmLauncher:
         """Swarm node id -> the address it advertises (``Status.Addr``)."""
         return {str(n["ID"]): str((n.get("Status") or {}).get("Addr", "")) for n in self._nodes()}
 
+    def _ready_nodes(self) -> set[str]:
+        return {
+            str(n["ID"]) for n in self._nodes() if (n.get("Status") or {}).get("State") == "ready"
+        }
+
     def node_name(self, node_id: str) -> str:
         """The swarm node's hostname (its id when unknown)."""
         for node in self._nodes():
@@ -211,12 +217,11 @@ class SwarmLauncher:
             self._wait_containers_gone(spec.cluster, spec.role)
             self._create_service(spec, name, replicas=1)
         else:
-            service = self._service(name)
-            if service is None:
-                self._create_service(spec, name, replicas=spec.index)
-            else:
-                replicas = _replicas(service)
-                if replicas < spec.index:
+            with self._scaling:
+                service = self._service(name)
+                if service is None:
+                    self._create_service(spec, name, replicas=spec.index)
+                elif _replicas(service) < spec.index:
                     self._set_replicas(service, spec.index)
         ref = _ref(spec.cluster, spec.role, spec.index)
         self._wait_placed(name, ref, spec.index)
@@ -461,15 +466,18 @@ class SwarmLauncher:
         if handle.role is Role.SIGNALING:
             self._remove_service(name)
             return
-        service = self._service(name)
-        if service is not None and _replicas(service) >= handle.index:
-            self._set_replicas(service, handle.index - 1)
+        with self._scaling:  # one read-modify-write of the replica count at a time
+            service = self._service(name)
+            if service is not None and _replicas(service) >= handle.index:
+                self._set_replicas(service, handle.index - 1)
         deadline = time.monotonic() + timeout_s + 5.0
         while time.monotonic() < deadline:
+            ready = self._ready_nodes()
             live = [
                 t
                 for t in self._slot_tasks(name, handle.index, fresh=True)
                 if (t.get("Status") or {}).get("State") in _LIVE_TASK_STATES
+                and t.get("NodeID") in ready  # a down node's tasks never report again
             ]
             if not live:
                 return
