@@ -24,7 +24,7 @@ from node.messages import Message, MsgType
 from node.protocol import DhtProtocol
 from node.sim.models import LatencyModel
 from node.sim.network import NetworkModel
-from node.sim.scheduler import Scheduler
+from node.sim.scheduler import Scheduler, no_gc
 
 SIM_WALL_EPOCH_S = 1_700_000_000.0
 
@@ -115,14 +115,15 @@ class SimCluster:
         """Grow the network to ``n`` nodes with the real join protocol, ``batch`` joining at once
         through random members. Returns the virtual time it took."""
         start = self.sched.now
-        if not self.nodes:
-            self.add_node()
-        while len(self.nodes) < n:
-            members = [i for i in self.order if self.nodes[i].alive]
-            for _ in range(min(batch, n - len(self.nodes))):
-                self.add_node(self.rng.choice(members))
-            self.run_for(0.5)
-        self.run_for(settle_s)
+        with no_gc():
+            if not self.nodes:
+                self.add_node()
+            while len(self.nodes) < n:
+                members = [i for i in self.order if self.nodes[i].alive]
+                for _ in range(min(batch, n - len(self.nodes))):
+                    self.add_node(self.rng.choice(members))
+                self.run_for(0.5)
+            self.run_for(settle_s)
         return self.sched.now - start
 
     def settle(self) -> float:
