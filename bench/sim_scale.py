@@ -14,7 +14,9 @@ not asserted):
   learns about one more bit of prefix per hop, and the last ``log2 k`` bits come with the k
   closest), and ``alpha * log2(N / k) + k`` for messages.
 
-Run it on a quiet machine and several times; report ``uptime`` with the numbers.
+Run it on a quiet machine and several times; report ``uptime`` with the numbers. ``cpu_s`` (the
+process's CPU time for the run) is printed next to the wall time: on a shared machine it is the
+steadier of the two, and the wall-time checks are only meaningful when the two are close.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import math
 import resource
 import sys
+import time
 from typing import Any
 
 from node.sim.__main__ import run
@@ -38,13 +41,14 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def checks(report: dict[str, Any], rss: int) -> dict[str, Any]:
+def checks(report: dict[str, Any], rss: int, cpu_s: float) -> dict[str, Any]:
     lk = report["lookups"]
     n, k, alpha = report["nodes"], report["config"]["k"], report["config"]["alpha"]
     expected_hops = math.log2(max(n / k, 1.0))
     wall = report["bootstrap"]["wall_s"] + lk["wall_s"]
     out: dict[str, Any] = {
         "bootstrap_plus_lookups_wall_s": round(wall, 3),
+        "run_cpu_s": round(cpu_s, 3),
         "peak_rss_mib": round(rss / 2**20),
         "log2_n": round(math.log2(n), 2),
         "expected_hops_log2_n_over_k": round(expected_hops, 2),
@@ -89,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = []
     for method, n, lookups in args.runs:
+        cpu0 = time.process_time()
         report = run(n, lookups, seed=args.seed, bootstrap=method, wire=args.wire)
-        report["checks"] = checks(report, peak_rss_bytes())
+        report["checks"] = checks(report, peak_rss_bytes(), time.process_time() - cpu0)
         results.append(report)
         print(f"{method} {n} nodes done: {report['checks']}", file=sys.stderr, flush=True)
     json.dump({"bench": "sim_scale", "results": results}, sys.stdout, indent=2)

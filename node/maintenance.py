@@ -10,11 +10,20 @@ due in ``handle_timer(now)``; it starts lookups and writes through the node (``O
   whose bucket filled up meanwhile is skipped.
 - Refresh: every ``REFRESH_CHECK_S`` the buckets untouched for ``refresh_interval_s`` are
   queued; queued refreshes run one lookup at a time, ``refresh_stagger_s`` apart (no bursts).
+  An empty bucket has no touch time of its own in the table, so the time its refresh started
+  counts (else a hole below the deepest bucket would be refreshed every check, forever).
 - Republish: the originator re-stores each of its records every ``republish_interval_s`` (which
   refreshes its expiry everywhere, its own copy included) until a better record supersedes it.
 - Repair: every ``repair_interval_s`` the primary records are walked in random order, in batches
   of ``REPAIR_BATCH`` per ``REPAIR_TICK_S``: HAS_VALUE to the k closest; a holder that lacks the
   record gets a STORE; one that does not answer is replaced by the next-closest contact.
+  Only a replica holder repairs: a node that knows k contacts closer to the key than itself
+  (the key's bucket in its table is full) is not among the k closest — the writer's own copy,
+  a holder that newer nodes have overtaken. Were it to repair, it would push the record to its
+  k closest *known* nodes, which for a far node are random members of the key's half of the
+  ID space; they would repair in turn, and the record would spread epidemically (about a fifth
+  of a 1,000-node network within half an hour, with HAS_VALUE traffic to match). Its copy
+  lives on until its TTL; republish and the real holders keep the k closest complete.
   Expired records are gone from storage, so they are never repaired or republished.
 """
 
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 
 from node.config import Config
 from node.events import MaintenanceRefresh, MaintenanceRepair, MaintenanceRepublish
-from node.ids import ID_BITS, NodeId, random_id_in_bucket
+from node.ids import ID_BITS, NodeId, bucket_index, random_id_in_bucket
 from node.messages import HasValue
 from node.operations import OpHost, OpKind, Purpose, record_request
 from node.records import Record, better
@@ -70,6 +79,7 @@ class Maintenance:
         self._join_refresh: set[int] = set()  # bucket indices queued by join, not yet started
         self._refresh_running = False
         self._refresh_table_size = 0  # routing-table size when the running refresh started
+        self._refreshed_at: dict[int, float] = {}  # bucket index → when its last refresh started
         self._next_refresh_start = now
         self._next_refresh_check = now + REFRESH_CHECK_S
         self._repair: RepairRound | None = None
@@ -136,7 +146,8 @@ class Maintenance:
             return
         queued = 0
         for i in range(min(deepest + 1, ID_BITS)):
-            if i not in self._refresh_queue and self.table.bucket_last_touched(i) <= stale_before:
+            touched = max(self.table.bucket_last_touched(i), self._refreshed_at.get(i, -math.inf))
+            if i not in self._refresh_queue and touched <= stale_before:
                 self._refresh_queue.append(i)
                 queued += 1
         if queued:
@@ -152,6 +163,7 @@ class Maintenance:
                 self._next_refresh_start = now
                 return
         target = random_id_in_bucket(self.id, index, self.rng)
+        self._refreshed_at[index] = now
         self._refresh_running = True
         self._refresh_table_size = len(self.table)
         self.host.lookup(OpKind.FIND_NODE, target, now, Purpose.REFRESH)
@@ -207,8 +219,12 @@ class Maintenance:
             entry = self.records.entry(key, now)
             if entry is None or entry.cached:
                 continue
-            rnd.checked += 1
             k = self.config.k
+            # The contacts closer to the key than we are are exactly those of the key's bucket
+            # (they share our prefix up to the bit where the key differs, and that bit with it).
+            if self.table.bucket_count(bucket_index(self.id, key)) >= k:
+                continue  # k known nodes are closer: we are no replica holder
+            rnd.checked += 1
             candidates = self.table.closest(key, 2 * k, exclude=self.id)
             rnd.spare[key] = candidates[k:]
             for peer in candidates[:k]:

@@ -1,19 +1,20 @@
 """Run one simulated experiment and print one JSON object.
 
     python -m node.sim --nodes N --lookups L --churn FRACTION --seed S [--wire] [--loss P]
-        [--bootstrap join|oracle] [--latency SPEC] [--nat SHARE]
+        [--bootstrap join|oracle] [--settle] [--latency SPEC] [--nat SHARE]
         [--hours H --churn-rate R | --lifetime SPEC] [--plot DIR]
 
-Steps: bootstrap ``N`` nodes (``join``: the real join protocol; ``oracle``: tables filled from
-the global view, ``node.sim.oracle`` — the report says which), store ``--keys`` keys from random
-nodes (store acks distribution), kill ``FRACTION`` of the nodes at random (churn), then run ``L``
-gets of stored keys from random live nodes. Per lookup: ``hops`` (depth of the answering peer),
-``requests`` (FIND_VALUE requests sent) and ``messages`` (requests plus the replies received,
-``2 * contacted - failed``). With ``--hours``, a churn phase follows (``node.sim.churn``): node
-lifetimes from ``--lifetime`` (or the exponential of ``--churn-rate`` per hour), joins during the
-run, readability and table health sampled every ``--sample-every`` seconds. ``--plot DIR``
-writes PNGs and ``plots.json`` (``node.sim.plots``). The command line is typer through
-``node.clikit`` like every entry point: bad arguments exit 2 with one line on stderr.
+Steps: bootstrap ``N`` nodes (``join``: the real join protocol; ``oracle``: tables filled from the
+global view, ``node.sim.oracle`` — the report says which; ``--settle`` runs a joined network
+through one round of bucket refresh, the settled state the oracle models), store ``--keys`` keys
+from random nodes (store acks distribution), kill ``FRACTION`` of the nodes at random (churn), then
+run ``L`` gets of stored keys from random live nodes. Per lookup: ``hops`` (depth of the answering
+peer), ``requests`` (FIND_VALUE requests sent) and ``messages`` (requests plus the replies
+received, ``2 * contacted - failed``). With ``--hours``, a churn phase follows
+(``node.sim.churn``): node lifetimes from ``--lifetime`` (or the exponential of ``--churn-rate``
+per hour), joins during the run, readability and table health sampled every ``--sample-every``
+seconds. ``--plot DIR`` writes PNGs and ``plots.json`` (``node.sim.plots``). The command line is
+typer through ``node.clikit`` like every entry point: bad arguments exit 2 with one line on stderr.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def run(
     lifetime: Lifetime | None = None,
     sample_every_s: float = 1800.0,
     plot_dir: str | None = None,
+    settle: bool = False,
 ) -> dict[str, Any]:
     """One experiment; returns the JSON-ready report."""
     config = sim_config(refresh_interval_s=3600.0) if hours else sim_config()
@@ -104,6 +106,8 @@ def run(
         virtual_s = 1.0
     else:
         virtual_s = cluster.bootstrap(nodes)
+        if settle:
+            virtual_s += cluster.settle()
     boot_wall_s = time.perf_counter() - t0
     members = cluster.alive()
 
@@ -190,6 +194,7 @@ def run(
         "config": {"k": cluster.config.k, "alpha": cluster.config.alpha},
         "bootstrap": {
             "method": bootstrap,
+            "settled": bootstrap == "oracle" or settle,
             "virtual_s": round(virtual_s, 3),
             "wall_s": round(boot_wall_s, 3),
         },
@@ -265,6 +270,9 @@ def simulate(
     wire: Annotated[bool, typer.Option("--wire", help="encode/decode every message")] = False,
     loss: Annotated[float, _opt("message loss probability", clikit.fraction)] = 0.0,
     bootstrap: Annotated[str, _opt(_BOOTSTRAP_HELP, clikit.one_of(("join", "oracle")))] = "join",
+    settle: Annotated[
+        bool, typer.Option("--settle", help="after a join, one round of bucket refresh")
+    ] = False,
     latency: Annotated[
         LatencyModel | None, _opt(_LATENCY_HELP, _spec(parse_latency), "SPEC")
     ] = None,
@@ -291,6 +299,7 @@ def simulate(
     report = run(
         nodes, lookups, churn, seed, wire, loss, keys, bootstrap=bootstrap, latency=latency,
         nat=nat, hours=hours, lifetime=lifetime, sample_every_s=sample_every, plot_dir=plot,
+        settle=settle,
     )  # fmt: skip
     json.dump(report, sys.stdout, sort_keys=False)
     sys.stdout.write("\n")

@@ -19,11 +19,12 @@ from node.config import Config
 from node.events import Event, OpCompleted, OpResult
 from node.identity import Identity
 from node.ids import NodeId
+from node.maintenance import REFRESH_CHECK_S
 from node.messages import Message, MsgType
 from node.protocol import DhtProtocol
 from node.sim.models import LatencyModel
 from node.sim.network import NetworkModel
-from node.sim.scheduler import Scheduler
+from node.sim.scheduler import Scheduler, no_gc
 
 SIM_WALL_EPOCH_S = 1_700_000_000.0
 
@@ -114,14 +115,27 @@ class SimCluster:
         """Grow the network to ``n`` nodes with the real join protocol, ``batch`` joining at once
         through random members. Returns the virtual time it took."""
         start = self.sched.now
-        if not self.nodes:
-            self.add_node()
-        while len(self.nodes) < n:
-            members = [i for i in self.order if self.nodes[i].alive]
-            for _ in range(min(batch, n - len(self.nodes))):
-                self.add_node(self.rng.choice(members))
-            self.run_for(0.5)
-        self.run_for(settle_s)
+        with no_gc():
+            if not self.nodes:
+                self.add_node()
+            while len(self.nodes) < n:
+                members = [i for i in self.order if self.nodes[i].alive]
+                for _ in range(min(batch, n - len(self.nodes))):
+                    self.add_node(self.rng.choice(members))
+                self.run_for(0.5)
+            self.run_for(settle_s)
+        return self.sched.now - start
+
+    def settle(self) -> float:
+        """Run until every live node has been through one round of periodic bucket refresh
+        (``refresh_interval_s`` after its last lookup into a bucket, every bucket up to its
+        deepest is refreshed): the state of a network that has been up for a while, not the
+        one right after the join. Returns the virtual time it took."""
+        start = self.sched.now
+        self.run_for(self.config.refresh_interval_s + 2 * REFRESH_CHECK_S)
+        while any(n.proto.maintenance.queued_refreshes for n in self.alive()):
+            self.run_for(REFRESH_CHECK_S)
+        self.run_for(self.config.lookup_deadline_s)  # the last refresh lookups finish
         return self.sched.now - start
 
     def alive(self) -> list[SimNode]:

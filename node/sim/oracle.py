@@ -23,11 +23,17 @@ from collections.abc import Callable, Sequence
 
 from node.ids import ID_BITS, NodeId
 from node.sim.cluster import SimCluster, SimNode
+from node.sim.scheduler import no_gc
 
 
 def oracle_bootstrap(cluster: SimCluster, n: int, replacements: bool = True) -> list[SimNode]:
     """Add ``n`` nodes to ``cluster`` with tables filled from the global view (existing members
     included in the view; their own tables are left as they are). Returns the new nodes."""
+    with no_gc():
+        return _build(cluster, n, replacements)
+
+
+def _build(cluster: SimCluster, n: int, replacements: bool) -> list[SimNode]:
     new = [cluster.new_node() for _ in range(n)]
     everyone = sorted(
         (int.from_bytes(i, "big"), i) for i in cluster.order if cluster.nodes[i].alive

@@ -83,3 +83,13 @@ def test_percentile() -> None:
     assert percentile([3, 1, 2], 50) == 2.0
     assert percentile(list(range(1, 11)), 90) == 9.0
     assert percentile([7], 0) == 7.0
+
+
+def test_settle_runs_a_refresh_round_after_the_join() -> None:
+    raw = run(80, 5, seed=3, keys=3)
+    settled = run(80, 5, seed=3, keys=3, settle=True)
+    assert raw["bootstrap"]["settled"] is False
+    assert settled["bootstrap"]["settled"] is True
+    # one refresh interval (15 min) and the refresh lookups on top of the join
+    assert settled["bootstrap"]["virtual_s"] >= raw["bootstrap"]["virtual_s"] + 900.0
+    assert settled["messages_sent"] > raw["messages_sent"]
