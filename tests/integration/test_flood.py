@@ -26,8 +26,9 @@ from tests.support.procs import proc_cluster
 
 LIMITS = {
     "max_store_bytes": 8 * 1024 * 1024,
-    "max_publisher_bytes": 512 * 1024,
-    "max_peer_bytes": 512 * 1024,
+    # Small enough that the few 32 KiB STOREs a starved machine delivers in 4 s still fill it.
+    "max_publisher_bytes": 192 * 1024,
+    "max_peer_bytes": 192 * 1024,
     "request_rate_per_peer": 40,
     "request_burst_per_peer": 80,
     "ban_s": 4,
