@@ -46,7 +46,7 @@ from node.core_hooks import CoreHooks
 from node.events import PeerConnected, PeerDisconnected
 from node.hello import bad_version, hello_payload, hello_problem
 from node.identity import Identity
-from node.ids import NodeId, short_id
+from node.ids import NodeId, as_int, short_id
 from node.link_budget import Budget, LinkUse, links_to_close
 from node.messages import PROTOCOL_VERSION, Hello, MsgType
 from node.signaling_port import SignalingPort
@@ -170,6 +170,7 @@ class ConnectionManager:
         self._closed = False
         self._draining = False
         self._banned = BanList()  # on the loop's clock
+        self._watched: set[NodeId] = set()  # links whose idle peer the transport probes
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -535,6 +536,7 @@ class ConnectionManager:
             dial.done.set_result(True)
         self._flush(peer)
         self._enforce_cap()
+        self._rewatch(fresh=peer)
         self.hooks.pump()
         return True
 
@@ -561,6 +563,7 @@ class ConnectionManager:
             return
         del self._peers[peer]
         self.stats.links_closed += 1
+        self._rewatch()
         self.hooks.notify(PeerDisconnected(peer, reason))
         if self._closed:
             return
@@ -568,6 +571,24 @@ class ConnectionManager:
             self.hooks.link_lost(peer)
         else:
             self.hooks.link_down(peer)
+
+    def _rewatch(self, fresh: NodeId | None = None) -> None:
+        """Only the ``min_links`` closest links (the neighbourhood the budget keeps) are probed
+        when idle: a dead neighbour is noticed within the liveness deadline, while the other
+        links cost nothing until used — a dead peer behind one is noticed when a request to it
+        fails, and the idle sweep closes it. Idle cost so follows ``min_links``, not the number
+        of peers a node ever talked to."""
+        own = as_int(self.node_id)
+        closest = sorted(self._peers, key=lambda p: as_int(p) ^ own)[: self.budget.min_links]
+        watched = set(closest)
+        changed = watched ^ self._watched
+        if fresh is not None:
+            changed.add(fresh)  # a new link: told either way (transports start out watching)
+        for peer in changed:
+            p = self._peers.get(peer)
+            if p is not None:
+                p.link.watch(peer in watched)
+        self._watched = watched
 
     def _enforce_cap(self) -> None:
         if len(self._peers) > self.budget.max_links:

@@ -1,8 +1,8 @@
 """The link budget: which open links a node closes, so that its idle cost does not grow with
 every peer it ever talked to.
 
-An open WebRTC link costs CPU even when nothing uses it (liveness probes, ICE consent checks,
-SCTP timers), so a node keeps only the links it needs:
+An open link costs memory, and CPU when it is probed (only the ``min_links`` closest are:
+``ConnectionManager._rewatch``), so a node keeps only the links it needs:
 
 - every link with a request in flight (closing it would fail the request);
 - links to its ``min_links`` closest connected peers by XOR distance (its neighbourhood: the

@@ -183,6 +183,8 @@ class LinkBase:
         self._inbound: deque[bytes] = deque()
         self._queue = SendQueue(self._write, self._buffered_amount)
         self._path: LinkPath | None = None
+        self.watched = True
+        """Whether the transport probes this link's peer when idle (``watch``)."""
 
     # --- Link -------------------------------------------------------------------------------
 
@@ -203,6 +205,11 @@ class LinkBase:
     def diagnose(self) -> str:
         """Why the link has not opened, as far as the transport can tell ("" when unknown)."""
         return ""
+
+    def watch(self, watched: bool) -> None:
+        """Probe the idle peer or not (``Link.watch``); a transport without liveness only
+        records it (``watched``)."""
+        self.watched = watched
 
     @property
     def send_queue_peak(self) -> int:
@@ -338,6 +345,11 @@ class Link(Protocol):
     @property
     def path(self) -> LinkPath | None:
         """The network path the link took (``node.transport.ice_path``); None when unknown."""
+        ...
+
+    def watch(self, watched: bool) -> None:
+        """With transport liveness: probe the idle peer (default), or not (an unwatched link
+        costs nothing when idle and is never closed as ``LIVENESS_LOST``)."""
         ...
 
 

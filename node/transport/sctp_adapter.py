@@ -175,6 +175,7 @@ class EconomySctpTransport(RTCSctpTransport):
     _econ_check_at: float
     _econ_granted_at: float
     _econ_on_lost: Callable[[], None] | None
+    _econ_watched: bool
     #: Diagnostics: SCTP packets sent, HEARTBEATs sent.
     packets_sent: int
     probes_sent: int
@@ -195,6 +196,7 @@ class EconomySctpTransport(RTCSctpTransport):
         self._econ_check_at = 0.0
         self._econ_granted_at = -1.0
         self._econ_on_lost = None
+        self._econ_watched = True
         self.packets_sent = 0
         self.probes_sent = 0
 
@@ -316,7 +318,22 @@ class EconomySctpTransport(RTCSctpTransport):
         self._econ_dead_after_s = timing.dead_after_s
         self._econ_on_lost = on_lost
         self._econ_heard_at = self._econ_loop.time()
-        self._econ_arm(self._econ_heard_at + self._econ_probe_after_s)
+        if self._econ_watched:
+            self._econ_arm(self._econ_heard_at + self._econ_probe_after_s)
+
+    def watch(self, watched: bool) -> None:
+        """Probe (the default) or leave the peer alone: an unwatched association sends no probe
+        and is never declared lost, so an idle one costs nothing; watching it again starts a
+        fresh silence period from now."""
+        if watched == self._econ_watched:
+            return
+        self._econ_watched = watched
+        if self._econ_liveness_timer is not None:
+            self._econ_liveness_timer.cancel()
+            self._econ_liveness_timer = None
+        if watched and self._econ_on_lost is not None:
+            self._econ_heard_at = max(self._econ_heard_at, self._econ_loop.time())
+            self._econ_arm(self._econ_heard_at + self._econ_probe_after_s)
 
     def stop_liveness(self) -> None:
         self._econ_on_lost = None
@@ -331,7 +348,9 @@ class EconomySctpTransport(RTCSctpTransport):
     def _econ_liveness_check(self) -> None:
         self._econ_liveness_timer = None
         on_lost = self._econ_on_lost
-        if on_lost is None or self._association_state != self.State.ESTABLISHED:
+        if on_lost is None or not self._econ_watched:
+            return
+        if self._association_state != self.State.ESTABLISHED:
             return
         now = self._econ_loop.time()
         heard = self._econ_heard_at

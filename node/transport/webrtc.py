@@ -374,6 +374,11 @@ class WebRTCLink(LinkBase):
             self._sctp.start_liveness(timing, self._offerer, self._on_liveness_lost)
             _stop_consent_checks(self._pc)
 
+    def watch(self, watched: bool) -> None:
+        super().watch(watched)
+        if self._sctp is not None:
+            self._sctp.watch(watched)
+
     def _on_liveness_lost(self) -> None:
         timing = self._owner._liveness
         silent_s = timing.dead_after_s if timing is not None else 0.0

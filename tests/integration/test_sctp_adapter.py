@@ -221,6 +221,29 @@ async def test_a_silent_peer_is_declared_lost_after_the_deadline(
     assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
 
 
+async def test_an_unwatched_link_costs_nothing_idle_and_is_not_lost_until_watched_again(
+    fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
+) -> None:
+    offerer, answerer = fast_liveness_pair
+    inbox, _ = inboxes(offerer, answerer)
+    offerer.watch(False)
+    answerer.watch(False)
+    taps = Wiretap.install(offerer), Wiretap.install(answerer)
+    await asyncio.sleep(TIMING.dead_after_s + 1.5)  # silent past the deadline
+    assert [t.sent for t in taps] == [0, 0]  # not one probe, either way
+    assert offerer.is_open
+    assert answerer.is_open
+    # Watched again while the peer has gone dark: probed, then lost at a fresh deadline.
+    taps[1].remove()
+    Wiretap.install(answerer, loss=1.0)
+    watched_at = time.monotonic()
+    offerer.watch(True)
+    await asyncio.wait_for(inbox.closed.wait(), TIMING.dead_after_s + 3.0)
+    elapsed = time.monotonic() - watched_at
+    assert offerer.close_reason is CloseReason.LIVENESS_LOST
+    assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
+
+
 async def test_a_starved_process_does_not_declare_its_peers_lost(
     fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:

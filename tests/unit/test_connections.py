@@ -308,6 +308,31 @@ async def test_sweep_closes_idle_links_beyond_the_closest_and_keepalives_do_not_
         await close(a, *others)
 
 
+async def test_only_the_closest_links_are_watched_while_idle(directory: Directory) -> None:
+    hub = MemoryHub()
+    a = member(directory, hub, min_links=2)
+    others = [member(directory, hub) for _ in range(5)]
+    try:
+        for other in others:
+            assert await a.manager.dial(other.id)
+
+        def watched() -> set[NodeId]:
+            out = set()
+            for o in others:
+                link = a.manager.link(o.id)
+                if link is not None and getattr(link, "watched", True):
+                    out.add(o.id)
+            return out
+
+        own = int.from_bytes(a.id, "big")
+        by_distance = sorted(others, key=lambda m: int.from_bytes(m.id, "big") ^ own)
+        assert watched() == {by_distance[0].id, by_distance[1].id}
+        a.manager.close(by_distance[0].id, "test")  # the next closest takes its place
+        assert watched() == {by_distance[1].id, by_distance[2].id}
+    finally:
+        await close(a, *others)
+
+
 async def test_a_draining_manager_neither_dials_nor_answers(directory: Directory) -> None:
     hub = MemoryHub()
     a, b = member(directory, hub), member(directory, hub)
