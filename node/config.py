@@ -33,6 +33,7 @@ class Config:
     # most buckets; refreshing those too made a joining node dial ~k more peers per bucket, the
     # dial storm that made 100 peers starting together take minutes. k: every non-full bucket.
     join_refresh_below: int = 1
+    join_refresh_width: int = 4  # closest peers a join's bucket refresh must reach (not k)
 
     # Liveness of connected peers: ping one that was silent for this long; evict on failure.
     ping_idle_s: float = 4.0

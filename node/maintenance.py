@@ -7,7 +7,11 @@ due in ``handle_timer(now)``; it starts lookups and writes through the node (``O
 - Join: after ``join()``'s self-lookup, every bucket farther than the closest neighbour that
   holds fewer than ``join_refresh_below`` contacts is queued for a refresh. The join refreshes
   stop early once one of them meets nobody new (a small network is already known), and one
-  whose bucket filled up meanwhile is skipped.
+  whose bucket filled up meanwhile is skipped. A join refresh only has to put *some* contacts
+  into an empty bucket, not find the k closest to a random ID: it is a lookup of width
+  ``join_refresh_width`` (4), so it contacts (and, over WebRTC, connects to) a handful of nodes
+  instead of k — most of what a join cost at 100 peers. The bucket fills further as its nodes
+  contact us, and the periodic refresh of a stale bucket is a full-width lookup.
 - Refresh: every ``REFRESH_CHECK_S`` the buckets untouched for ``refresh_interval_s`` are
   queued; queued refreshes run one lookup at a time, ``refresh_stagger_s`` apart (no bursts).
   An empty bucket has no touch time of its own in the table, so the time its refresh started
@@ -155,7 +159,8 @@ class Maintenance:
 
     def _start_refresh(self, now: float) -> None:
         index = self._refresh_queue.popleft()
-        if index in self._join_refresh:
+        joining = index in self._join_refresh
+        if joining:
             self._join_refresh.discard(index)
             if self.table.bucket_full(index):
                 # Filled meanwhile by nodes that contacted us: the join refresh has nothing
@@ -166,7 +171,8 @@ class Maintenance:
         self._refreshed_at[index] = now
         self._refresh_running = True
         self._refresh_table_size = len(self.table)
-        self.host.lookup(OpKind.FIND_NODE, target, now, Purpose.REFRESH)
+        width = self.config.join_refresh_width if joining else None
+        self.host.lookup(OpKind.FIND_NODE, target, now, Purpose.REFRESH, width)
 
     # == republish ================================================================================
 

@@ -356,7 +356,9 @@ class OpHost(Protocol):
 
     def wall_ms(self, now: float) -> int: ...
 
-    def lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> int: ...
+    def lookup(
+        self, kind: OpKind, target: bytes, now: float, purpose: Purpose, width: int | None = None
+    ) -> int: ...
 
     def write(
         self, payload: Record | ProviderRecord | Draft, now: float, purpose: Purpose

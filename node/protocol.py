@@ -625,15 +625,20 @@ class DhtProtocol:
 
     # == lookups ==================================================================================
 
-    def lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> int:
-        op = self._new_lookup(kind, target, now, purpose)
+    def lookup(
+        self, kind: OpKind, target: bytes, now: float, purpose: Purpose, width: int | None = None
+    ) -> int:
+        """Start a lookup; ``width``: how many closest peers must answer (default ``k``)."""
+        op = self._new_lookup(kind, target, now, purpose, width)
         self._step_lookup(op, now)
         return op.op_id
 
-    def _new_lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> LookupOp:
+    def _new_lookup(
+        self, kind: OpKind, target: bytes, now: float, purpose: Purpose, width: int | None = None
+    ) -> LookupOp:
         self.stats.lookups += 1
         self.table.touch_bucket(target, now)
-        k = self.config.k
+        k = self.config.k if width is None else max(1, min(width, self.config.k))
         it = LookupIter(target, self.id, self.table.closest(target, k), k, self.config.alpha)
         deadline = now + self.config.lookup_deadline_s
         op_id = self._ops.new_id()

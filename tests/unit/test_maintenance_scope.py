@@ -27,14 +27,22 @@ class Host:
     def __init__(self, table: RoutingTable) -> None:
         self.table = table
         self.lookups: list[tuple[bytes, Purpose]] = []
+        self.widths: list[int | None] = []
+        self.finds: random.Random | None = None  # set: every lookup meets a new node near it
         self.requests: list[tuple[NodeId, Request]] = []
         self.m: Maintenance | None = None
 
     def wall_ms(self, now: float) -> int:
         return int(now * 1000)
 
-    def lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> int:
+    def lookup(
+        self, kind: OpKind, target: bytes, now: float, purpose: Purpose, width: int | None = None
+    ) -> int:
         self.lookups.append((target, purpose))
+        self.widths.append(width)
+        if self.finds is not None:
+            index = bucket_index(self.table.own_id, target)
+            self.table.update(random_id_in_bucket(self.table.own_id, index, self.finds), now)
         self.table.touch_bucket(target, now)
         assert self.m is not None
         self.m.refresh_done(now)
@@ -73,6 +81,27 @@ def test_an_empty_bucket_is_refreshed_once_per_interval_not_at_every_check() -> 
     # 3 h / 15 min: about 11 rounds for each bucket (the first after 15 min), the hole too
     for count in per_bucket:
         assert 10 <= count <= 12, per_bucket
+
+
+def test_a_joins_bucket_refreshes_are_narrow_and_later_refreshes_full_width() -> None:
+    rng = random.Random(8)
+    own = NodeId(rng.randbytes(32))
+    config = Config(refresh_interval_s=900.0, join_refresh_width=4)
+    table = RoutingTable(own, config.k)
+    for _ in range(3):  # the self-lookup found neighbours in bucket 5 only: 0-4 are empty
+        table.update(random_id_in_bucket(own, 5, rng), 0.0)
+    host = Host(table)
+    host.finds = random.Random(9)
+    m = host.m = Maintenance(own, config, rng, table, RecordStore(3600.0, 60.0, 100), host, 0.0)
+    m.join_done()
+    now = 0.0
+    while now < 1000.0:
+        now = max(now, m.next_deadline())
+        m.handle_timer(now)
+    join_refreshes = [w for (t, _), w in zip(host.lookups, host.widths, strict=True)][:5]
+    assert join_refreshes == [4] * 5  # one per empty bucket, each reaching 4 peers, not k
+    assert host.widths[5:]  # the periodic round after 15 min …
+    assert set(host.widths[5:]) == {None}  # … runs full-width lookups
 
 
 @pytest.mark.parametrize("closer", [0, 5, 19, 20, 25])

@@ -29,7 +29,9 @@ class Host:
     def wall_ms(self, now: float) -> int:
         return int(now * 1000)
 
-    def lookup(self, kind: OpKind, target: bytes, now: float, purpose: Purpose) -> int:
+    def lookup(
+        self, kind: OpKind, target: bytes, now: float, purpose: Purpose, width: int | None = None
+    ) -> int:
         self.lookups.append((kind, target, now, purpose))
         return len(self.lookups)
 
