@@ -16,10 +16,10 @@ import argparse
 import asyncio
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -118,52 +118,66 @@ async def relink(attacker: PeerNode, victim: NodeId, ban_s: float) -> None:
         raise AssertionError(f"the victim still refuses the attacker {ban_s + 30:g} s later")
 
 
+def _probe(endpoint: str, keys: list[str], stop: Any, out: Any) -> None:
+    """The prober's own process: gets in a loop until ``stop`` is set, then (samples, errors)."""
+    from control.client import ControlClient
+
+    client = ControlClient(endpoint, timeout_s=10.0)
+    samples: list[float] = []
+    errors = 0
+    try:
+        for key in itertools.cycle(keys):
+            if stop.is_set():
+                break
+            t0 = time.perf_counter()
+            try:
+                client.call("get", key=key)
+                samples.append((time.perf_counter() - t0) * 1000)
+            except Exception:  # a failed get counts as an error, not a latency
+                errors += 1
+            time.sleep(0.02)
+    finally:
+        client.close()
+        out.send((samples, errors))
+
+
 @dataclass
 class Prober:
-    """Honest reads through ``call`` (a blocking control call) in a thread, timed."""
+    """Honest reads of ``keys`` through the control socket at ``endpoint``, timed — in a process
+    of their own: a thread beside the attacker would time the attacker's hold on the GIL (a FIND
+    flood keeps this process busy), not the node."""
 
-    call: Any
+    endpoint: str
     keys: list[str]
     samples_ms: list[float] = field(default_factory=list)
     errors: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _run: tuple[Any, Any, Any] | None = None
 
     def run_for(self, seconds: float) -> list[float]:
-        self.samples_ms = []
-        end = time.monotonic() + seconds
-        for key in itertools.cycle(self.keys):
-            if time.monotonic() >= end:
-                break
-            self._one(key)
-        return self.samples_ms
-
-    def _one(self, key: str) -> None:
-        t0 = time.perf_counter()
-        try:
-            self.call("get", key=key)
-            self.samples_ms.append((time.perf_counter() - t0) * 1000)
-        except Exception:  # a failed get counts as an error, not a latency
-            self.errors += 1
-        time.sleep(0.02)
+        self.start()
+        time.sleep(seconds)
+        return self.stop()
 
     def start(self) -> None:
-        self.samples_ms = []
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        for key in itertools.cycle(self.keys):
-            if self._stop.is_set():
-                return
-            self._one(key)
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        mine, theirs = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_probe, args=(self.endpoint, self.keys, stop, theirs), daemon=True
+        )
+        proc.start()
+        self._run = (proc, stop, mine)
 
     def stop(self) -> list[float]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        return self.samples_ms
+        assert self._run is not None, "start() first"
+        proc, stop, mine = self._run
+        self._run = None
+        stop.set()
+        samples, errors = mine.recv() if mine.poll(60) else ([], 1)
+        proc.join(10)
+        self.samples_ms = samples
+        self.errors += errors
+        return samples
 
 
 def refusal_counts(stats: dict[str, Any]) -> dict[str, int]:
@@ -237,7 +251,7 @@ async def flood_phases(
     for k in honest:
         await loop.run_in_executor(None, lambda k=k: writer.call("store", key=k, value=b"v"))
     assert victim.proc is not None
-    prober = Prober(victim.call, honest)
+    prober = Prober(victim.control, honest)
     async with webrtc_peer(c.signaling.url) as rogue:
         vid = parse_id(victim.node_id)
         assert await rogue.runtime.dial(vid)
