@@ -17,7 +17,6 @@ from supervisor import natlab
 from supervisor.spec import LabOptions, Place, SupervisorConfig, signaling_url
 
 LAB_DIR = "lab"
-IPC_DIR = "ipc"
 
 
 def lab_directory(cluster_dir: Path) -> Path:
@@ -59,6 +58,6 @@ class ClusterLab:
 
     def endpoints(self, index: int) -> tuple[str, str]:
         """The ``ipc://`` control and events endpoints of peer ``index``."""
-        directory = self.directory / IPC_DIR
+        directory = natlab.ipc_directory(self.directory, self.plan.tag)
         directory.mkdir(parents=True, exist_ok=True)
         return f"ipc://{directory / f'{index}.ctl'}", f"ipc://{directory / f'{index}.ev'}"

@@ -43,6 +43,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ COMMAND_TIMEOUT_S = 10.0
 COTURN_READY_S = 10.0
 KILL_WAIT_S = 3.0
 TOOLS = ("ip", "nft", "turnserver")
+IPC_DIR = "ipc"
+#: Longest ipc:// socket directory (a Unix socket path holds 107 bytes; "/12.ctl" follows).
+MAX_IPC_DIR_CHARS = 96
 
 
 class NatKind(enum.StrEnum):
@@ -501,12 +505,23 @@ def stop_turn(directory: Path) -> bool:
     return True
 
 
+def ipc_directory(directory: Path, tag: str) -> Path:
+    """Where the lab's peers put their ``ipc://`` sockets: ``directory/ipc``, or a short
+    ``/tmp/dhtlab-<tag>`` when that path would be too long for a Unix socket."""
+    preferred = Path(directory) / IPC_DIR
+    if len(str(preferred)) <= MAX_IPC_DIR_CHARS:
+        return preferred
+    return Path(tempfile.gettempdir()) / f"dhtlab-{tag}"
+
+
 def teardown(directory: Path) -> bool:
     """Remove the lab recorded in ``directory`` (idempotent); False when there was none."""
     record = read_record(directory)
     if record is None:
         return False
     tag = str(record.get("tag", ""))
+    if tag:
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"dhtlab-{tag}", ignore_errors=True)
     pid = record.get("coturn_pid")
     if isinstance(pid, int) and _pid_alive(pid):
         _kill_pid(pid)

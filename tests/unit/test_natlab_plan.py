@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
-from supervisor.natlab import NatKind, lab_tag, nat_ruleset, parse_kinds, plan
+from supervisor.natlab import (
+    MAX_IPC_DIR_CHARS,
+    NatKind,
+    ipc_directory,
+    lab_tag,
+    nat_ruleset,
+    parse_kinds,
+    plan,
+)
 
 DOC_RANGES = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24")]
 
@@ -49,3 +58,11 @@ def test_nat_rules_differ_only_in_port_randomisation() -> None:
 
 def test_lab_tag_is_stable_per_directory(tmp_path: object) -> None:
     assert lab_tag("/tmp/a") == lab_tag("/tmp/a") != lab_tag("/tmp/b")  # type: ignore[arg-type]
+
+
+def test_ipc_sockets_move_to_a_short_directory_when_the_path_would_be_too_long() -> None:
+    assert ipc_directory(Path("/tmp/state/c/lab"), "t1") == Path("/tmp/state/c/lab/ipc")
+    deep = Path("/tmp") / ("x" * MAX_IPC_DIR_CHARS) / "lab"
+    short = ipc_directory(deep, "t1")
+    assert short.name == "dhtlab-t1"
+    assert len(str(short / "63.ctl")) < 107
