@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +10,7 @@ import pytest
 import zmq
 
 from control.client import ControlClient
-from tests.support.procs import free_port, wait_for
+from tests.support.procs import lone_node
 
 FRAME_BYTES = 15 * 1024 * 1024
 FRAMES = 8
@@ -28,26 +26,8 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    control = f"tcp://127.0.0.1:{free_port()}"
-    argv = [
-        sys.executable, "-m", "peer", "--signaling", "none", "--data-dir", str(tmp_path),
-        "--control", control, "--events", f"tcp://127.0.0.1:{free_port()}",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    try:
-        with ControlClient(control, timeout_s=2.0) as client:
-
-            def answers() -> bool:
-                try:
-                    return bool(client.call("id")["id"])
-                except Exception:
-                    return False
-
-            wait_for(answers, 30, "the node to answer on its control socket")
+    with lone_node(tmp_path) as (proc, control, _):
         yield proc.pid, control
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_an_oversized_multipart_request_neither_grows_the_node_nor_stops_it(

@@ -25,6 +25,35 @@ async def reap(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+@contextmanager
+def lone_node(
+    data_dir: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str, list[str]]]:
+    """One ``python -m peer`` without signaling, answering on its control socket: (process,
+    control endpoint, argv); killed at the end."""
+    control = f"tcp://127.0.0.1:{free_port()}"
+    argv = [
+        sys.executable, "-m", "peer", "--signaling", "none", "--data-dir", str(data_dir),
+        "--control", control, "--events", f"tcp://127.0.0.1:{free_port()}", *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    try:
+        with ControlClient(control, timeout_s=2.0) as client:
+
+            def answers() -> bool:
+                try:
+                    return bool(client.call("id")["id"])
+                except Exception:
+                    return False
+
+            wait_for(answers, 30, "the node to answer on its control socket")
+        yield proc, control, argv
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def reachable(tables: dict[str, set[str]], start: str) -> set[str]:
     """The node IDs reachable from ``start`` along routing-table edges (``start`` included)."""
     seen, todo = {start}, [start]

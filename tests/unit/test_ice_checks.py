@@ -68,9 +68,13 @@ async def test_a_higher_priority_nomination_does_replace_it() -> None:
     await conn.close()
 
 
-async def test_relayed_checks_wait_while_a_direct_pair_is_alive() -> None:
+def recording(
+    direct_state: CandidatePair.State,
+) -> tuple[Connection, CandidatePair, CandidatePair, list[CandidatePair]]:
+    """A controlling connection with a direct pair in ``direct_state`` and a waiting relayed
+    pair, whose check starts are recorded instead of sent."""
     conn = Connection(ice_controlling=True)
-    direct = pair(HOST, PEER_SRFLX, CandidatePair.State.WAITING)
+    direct = pair(HOST, PEER_SRFLX, direct_state)
     relayed = pair(RELAY, PEER_RELAY, CandidatePair.State.WAITING)
     conn._check_list = [direct, relayed]
     started: list[CandidatePair] = []
@@ -79,6 +83,11 @@ async def test_relayed_checks_wait_while_a_direct_pair_is_alive() -> None:
         started.append(p)
 
     conn.check_start = check_start  # type: ignore[method-assign]
+    return conn, direct, relayed, started
+
+
+async def test_relayed_checks_wait_while_a_direct_pair_is_alive() -> None:
+    conn, direct, relayed, started = recording(CandidatePair.State.WAITING)
     conn.check_start_task(direct)
     conn.check_start_task(relayed)
     assert relayed.state is CandidatePair.State.IN_PROGRESS  # the pacing loop moves on
@@ -90,16 +99,7 @@ async def test_relayed_checks_wait_while_a_direct_pair_is_alive() -> None:
 
 
 async def test_relayed_checks_start_at_once_when_every_direct_pair_failed() -> None:
-    conn = Connection(ice_controlling=True)
-    direct = pair(HOST, PEER_SRFLX, CandidatePair.State.FAILED)
-    relayed = pair(RELAY, PEER_RELAY, CandidatePair.State.WAITING)
-    conn._check_list = [direct, relayed]
-    started: list[CandidatePair] = []
-
-    async def check_start(p: CandidatePair) -> None:
-        started.append(p)
-
-    conn.check_start = check_start  # type: ignore[method-assign]
+    conn, _, relayed, started = recording(CandidatePair.State.FAILED)
     conn.check_start_task(relayed)
     await asyncio.sleep(0.05)
     assert started == [relayed]
