@@ -420,6 +420,10 @@ class Supervisor:
                 member.restart, obs.engine_restarts - member.engine_restarts_seen
             )
             member.engine_restarts_seen = obs.engine_restarts
+            # A new process behind the same endpoints: up again once it answers (the events
+            # heard from the old one say nothing about it).
+            member.health = Health.STARTING
+            member.heard_at = 0.0
             self._publish_own(
                 "cluster.node_restarted", member, exit_code=None, restarts=member.restarts
             )
