@@ -26,6 +26,7 @@ from node.ids import NodeId
 from node.records import Record
 from node.sim.cluster import SimCluster, SimNode
 from node.sim.models import Lifetime
+from node.sim.scheduler import no_gc
 
 HEALTH_SAMPLE = 100  # nodes whose tables are inspected per sample
 
@@ -109,12 +110,14 @@ class ChurnRun:
     # -- measuring -----------------------------------------------------------------------------
 
     def run(self, duration_s: float, sample_every_s: float) -> list[Sample]:
-        """Sample now and every ``sample_every_s`` (on a fixed grid) until ``duration_s``."""
-        self.sample()
-        for i in range(1, math.ceil(duration_s / sample_every_s - 1e-9) + 1):
-            at = self.start_s + min(i * sample_every_s, duration_s)
-            self.c.sched.run_until(at)
+        """Sample now and every ``sample_every_s`` (on a fixed grid) until ``duration_s``
+        (the cyclic GC off throughout, as in every simulator run: ``no_gc``)."""
+        with no_gc():
             self.sample()
+            for i in range(1, math.ceil(duration_s / sample_every_s - 1e-9) + 1):
+                at = self.start_s + min(i * sample_every_s, duration_s)
+                self.c.sched.run_until(at)
+                self.sample()
         return self.samples
 
     def sample(self) -> Sample:

@@ -10,10 +10,11 @@ replacement cache; a slice of at most ``k`` goes in whole. Buckets are walked fr
 node's own prefix holds nobody else, so a table costs O(log N) bisections plus its contacts:
 O(N log N) for the network.
 
-What it does not reproduce: the last-seen times (all ``now``), per-contact RTTs, and the
-imperfections of a real join (a bucket the join never refreshed stays short there). Reports
-label a network built this way (``bootstrap.method == "oracle"``); tests compare it with real
-joins (``tests/sim/test_sim_oracle.py``).
+What it models is the settled network (one bucket-refresh round after the joins; right after
+its join a node's far buckets are still short, since the join refreshes only empty buckets).
+Not reproduced: the last-seen and last-heard times (all ``now``), per-contact RTTs. Reports
+label a network built this way (``bootstrap.method == "oracle"``); tests compare it with a
+settled real join (``tests/sim/test_sim_oracle.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def fill_table(
 ) -> None:
     """Fill ``node``'s empty table from the sorted ``ints`` / ``ids`` of every member."""
     table = node.proto.table
+    heard = node.proto.last_heard
     own = int.from_bytes(node.id, "big")
     for i in range(ID_BITS):
         shift = ID_BITS - 1 - i
@@ -75,6 +77,10 @@ def fill_table(
                 picked = sample(range(a, b), min(count, 2 * k) if replacements else k)
                 chosen, spare = picked[:k], picked[k:]
             table.seed_bucket(i, [(ids[j], ints[j]) for j in chosen], [ids[j] for j in spare], now)
+            # heard from now, as a join's contacts are: a contact never heard from is pinged as
+            # soon as a newcomer knocks on its full bucket, and at 100k nodes those pings chain
+            # from node to node (a pinged node rarely knows the pinger) into a storm
+            heard.update(dict.fromkeys([ids[j] for j in chosen], now))
         # Nobody else shares the first i + 1 bits with us: every deeper bucket is empty.
         mine = (own >> shift) << shift
         if bisect_left(ints, mine + (1 << shift)) - bisect_left(ints, mine) <= 1:
