@@ -17,7 +17,7 @@ venv: $(BIN)/.installed
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-soak: venv  # the scale/soak runs left out of `make test` (10k-node placement, 5k-node churn, oracle vs join)
+soak: venv  # left out of `make test`: 10k-node placement, 5k-node churn, oracle vs join, 30-peer churn soak
 	$(BIN)/python -m pytest -q -m soak tests
 
 lint: venv
