@@ -57,10 +57,9 @@ def loadavg() -> list[float]:
 
 def peer_pids(c: Cluster) -> list[int]:
     """Peer processes: PIDs for the process backend, containers' main processes for Docker."""
-    refs = [n.ref for n in c.state.nodes if n.ref]
-    return [int(r) for r in refs if r.isdigit()] + container_pids(
-        [r for r in refs if not r.isdigit()]
-    )
+    state = c.state
+    pids = [int(r) for r in (n.ref for n in state.nodes) if r and r.isdigit()]
+    return pids if state.backend == "process" else pids + container_pids(c.name)
 
 
 def memory(pids: list[int]) -> dict[str, float | None]:
