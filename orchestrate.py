@@ -196,6 +196,11 @@ def _resolve(name: str) -> Backend:
 
 
 def _up(args: UpArgs, backend: Backend) -> int:
+    # Usage errors first: before anything asks a Docker engine.
+    if args.browser_peers and backend is not Backend.PROCESS:
+        return _fail("--browser-peers needs the process backend (the image has no chromium)", 2)
+    if args.lab is not None and (backend is not Backend.PROCESS or args.browser_peers):
+        return _fail("--lab nat runs Python peers with the process backend only", 2)
     existing = _running_state(args.cluster, args.root)
     if existing is not None:
         return _fail(
@@ -206,10 +211,6 @@ def _up(args: UpArgs, backend: Backend) -> int:
         args.cluster
     ):
         teardown(args.cluster, args.root, backend)  # leftovers of a dead supervisor
-    if args.browser_peers and backend is not Backend.PROCESS:
-        return _fail("--browser-peers needs the process backend (the image has no chromium)", 2)
-    if args.lab is not None and (backend is not Backend.PROCESS or args.browser_peers):
-        return _fail("--lab nat runs Python peers with the process backend only", 2)
     proc = spawn_supervisor(
         args.cluster,
         args.peers,
@@ -333,6 +334,8 @@ def up(
 
     def run() -> int:
         kind = Backend.PROCESS if lab_opts is not None and backend == "auto" else _resolve(backend)
+        if lab_opts is not None and kind is not Backend.PROCESS:
+            return _fail("--lab nat runs Python peers with the process backend only", 2)
         if command == "all" and (code := _build(kind)):
             return code
         return _up(args, kind)
