@@ -56,6 +56,7 @@ LISTEN_FLAGS = ("--control", "--events", "--port")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "*"}
 _RUNNING_STATES = {"running", "restarting", "paused"}
 BUILD_HINT = "run `python orchestrate.py build`"
+UNREACHABLE_HINT = "start dockerd (images/ci-docker.sh) or use --backend process"
 
 
 def engine_available(timeout_s: float = ENGINE_PING_TIMEOUT_S) -> bool:
@@ -77,7 +78,20 @@ def engine_available(timeout_s: float = ENGINE_PING_TIMEOUT_S) -> bool:
         client.close()
 
 
-class DockerLauncher:
+class EngineLauncher:
+    """What the launchers that drive a Docker engine share: the image they run, the SDK client
+    (``client``, or one for the engine the environment names) and its low-level API."""
+
+    def __init__(self, image: str, client: Any | None, unreachable_hint: str) -> None:
+        self.image = image
+        self._client = client if client is not None else engine_client(unreachable_hint)
+        self._api = self._client.api
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class DockerLauncher(EngineLauncher):
     """Runs cluster members as containers of ``image`` through the Docker SDK."""
 
     name = "docker"
@@ -89,24 +103,10 @@ class DockerLauncher:
         client: Any | None = None,
         restart_max_retries: int = RESTART_MAX_RETRIES,
     ) -> None:
-        self.image = image
         self.restart_max_retries = restart_max_retries
-        if client is None:
-            import docker
-            from docker.errors import DockerException
-
-            try:
-                client = docker.from_env(timeout=ENGINE_TIMEOUT_S)
-            except (DockerException, OSError) as exc:
-                raise LaunchError(
-                    f"the Docker engine is unreachable ({_first_line(exc)}); start dockerd "
-                    "(images/ci-docker.sh) or use --backend process"
-                ) from exc
-        self._client = client
-        self._api = client.api
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(
+            image, client, "start dockerd (images/ci-docker.sh) or use --backend process"
+        )
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -390,6 +390,18 @@ def engine_errors(
         raise LaunchError(f"{action}: {message}") from exc
     except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
         raise LaunchError(f"{action}: the Docker engine is unreachable ({exc})") from exc
+
+
+def engine_client(hint: str) -> Any:
+    """A Docker SDK client of the engine the environment names (DOCKER_HOST, ...); a
+    ``LaunchError`` ending in ``hint`` (what to do about it) when the engine does not answer."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        return docker.from_env(timeout=ENGINE_TIMEOUT_S)
+    except (DockerException, OSError) as exc:
+        raise LaunchError(f"the Docker engine is unreachable ({_first_line(exc)}); {hint}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

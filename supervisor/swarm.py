@@ -46,13 +46,13 @@ from typing import Any, Final
 from supervisor.containers import (
     DATA_MOUNT,
     DEFAULT_IMAGE,
-    ENGINE_TIMEOUT_S,
     LABEL_CLUSTER,
     LABEL_INDEX,
     LABEL_MANAGED,
     LABEL_ROLE,
     MANAGED_BY,
     SECRETS_DIR,
+    EngineLauncher,
     _first_line,
     _lines,
     engine_errors,
@@ -73,6 +73,7 @@ POLL_S: Final = 0.2
 RESTART_DELAY_NS: Final = 1_000_000_000
 STOP_GRACE_NS: Final = 10_000_000_000
 SECRET_MODE: Final = 0o400
+UNREACHABLE_HINT: Final = "the swarm backend needs a swarm manager's engine (DOCKER_HOST)"
 NOT_MANAGER_HINT: Final = (
     "make it one with `docker swarm init --advertise-addr ADDR` (or run the supervisor on a "
     "manager of an existing swarm), or use --backend docker|process"
@@ -130,7 +131,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-class SwarmLauncher:
+class SwarmLauncher(EngineLauncher):
     """Runs cluster members as Swarm services of ``image`` (see the module docstring)."""
 
     name = "swarm"
@@ -142,21 +143,8 @@ class SwarmLauncher:
         client: Any | None = None,
         port_base: int | None = None,
     ) -> None:
-        self.image = image
         self.port_base = port_base_from_env() if port_base is None else port_base
-        if client is None:
-            import docker
-            from docker.errors import DockerException
-
-            try:
-                client = docker.from_env(timeout=ENGINE_TIMEOUT_S)
-            except (DockerException, OSError) as exc:
-                raise LaunchError(
-                    f"the Docker engine is unreachable ({_first_line(exc)}); the swarm backend "
-                    "needs a swarm manager's engine (DOCKER_HOST)"
-                ) from exc
-        self._client = client
-        self._api = client.api
+        super().__init__(image, client, UNREACHABLE_HINT)
         with engine_errors("asking the engine for its swarm state"):
             swarm = dict(self._api.info().get("Swarm") or {})
         if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
@@ -171,9 +159,6 @@ class SwarmLauncher:
         self._tasks_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._seen: dict[str, set[str]] = {}  # member ref -> every task id seen in its slot
         self._nodes_cache: tuple[float, list[dict[str, Any]]] | None = None
-
-    def close(self) -> None:
-        self._client.close()
 
     # -- the swarm ---------------------------------------------------------------------------
 
@@ -229,12 +214,15 @@ class SwarmLauncher:
 
     def _create_service(self, spec: MemberSpec, name: str, replicas: int) -> None:
         from docker.types import (
+            ContainerSpec,
             Healthcheck,
             Mount,
+            NetworkAttachmentConfig,
             Placement,
             RestartPolicy,
             SecretReference,
             ServiceMode,
+            TaskTemplate,
         )
 
         labels = _labels(spec.cluster, spec.role)
@@ -264,18 +252,23 @@ class SwarmLauncher:
         else:
             command = list(spec.argv)
             placement = Placement(constraints=[f"node.id=={self.node_id}"])
+        container = ContainerSpec(
+            self.image,
+            command=command,
+            env=env,
+            mounts=mounts,
+            secrets=secrets,
+            labels=labels,
+            healthcheck=Healthcheck(test=["NONE"]),  # the supervisor checks health itself
+            stop_grace_period=STOP_GRACE_NS,
+        )
         with engine_errors(f"creating service {name}", image=self.image):
             self._api.create_service(
-                _task_template(
-                    self.image,
-                    command,
-                    env,
-                    mounts,
-                    secrets,
-                    labels,
-                    placement,
-                    Healthcheck(test=["NONE"]),  # the supervisor checks health itself
-                    RestartPolicy(condition="any", delay=RESTART_DELAY_NS),
+                TaskTemplate(
+                    container,
+                    restart_policy=RestartPolicy(condition="any", delay=RESTART_DELAY_NS),
+                    placement=placement,
+                    networks=[NetworkAttachmentConfig("host")],
                 ),
                 name=name,
                 labels=labels,
@@ -566,37 +559,6 @@ def swarm_config(config: SupervisorConfig, launcher: SwarmLauncher) -> Superviso
 
 def _replicas(service: Mapping[str, Any]) -> int:
     return int(((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0))
-
-
-def _task_template(
-    image: str,
-    command: list[str],
-    env: list[str],
-    mounts: list[Any],
-    secrets: list[Any],
-    labels: dict[str, str],
-    placement: Any,
-    healthcheck: Any,
-    restart: Any,
-) -> Any:
-    from docker.types import ContainerSpec, NetworkAttachmentConfig, TaskTemplate
-
-    container = ContainerSpec(
-        image,
-        command=command,
-        env=env,
-        mounts=mounts,
-        secrets=secrets,
-        labels=labels,
-        healthcheck=healthcheck,
-        stop_grace_period=STOP_GRACE_NS,
-    )
-    return TaskTemplate(
-        container,
-        restart_policy=restart,
-        placement=placement,
-        networks=[NetworkAttachmentConfig("host")],
-    )
 
 
 def _strip_stream_headers(chunks: Iterator[bytes]) -> Iterator[bytes]:
