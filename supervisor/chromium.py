@@ -39,6 +39,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from supervisor.state import GONE_STATES, proc_stat_fields
+
 log = logging.getLogger(__name__)
 
 CHROMIUM_BINARY = "chromium"
@@ -83,12 +85,8 @@ def group_alive(pgid: int) -> bool:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+        fields = proc_stat_fields(int(entry.name)) or []
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in GONE_STATES:
             return True
     return False
 

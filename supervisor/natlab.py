@@ -52,7 +52,7 @@ from typing import Any
 
 from supervisor.errors import LaunchError
 from supervisor.spec import LabOptions
-from supervisor.state import write_json_atomic
+from supervisor.state import proc_running, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -453,14 +453,6 @@ def _udp_listening(netns: str, port: int) -> bool:
 # --- teardown -----------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def _kill_pid(pid: int) -> None:
     """SIGTERM, then SIGKILL; only ever a pid the lab itself recorded or found in its netns."""
     for sig, wait_s in ((signal.SIGTERM, KILL_WAIT_S), (signal.SIGKILL, KILL_WAIT_S)):
@@ -472,7 +464,7 @@ def _kill_pid(pid: int) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not _pid_alive(pid):
+            if not proc_running(pid):
                 return
             time.sleep(0.02)
 
@@ -499,7 +491,7 @@ def stop_turn(directory: Path) -> bool:
     """Stop the coturn of the lab in ``directory`` (the lab stays); False when none ran."""
     record = read_record(directory)
     pid = record.get("coturn_pid") if record is not None else None
-    if not isinstance(pid, int) or not _pid_alive(pid):
+    if not isinstance(pid, int) or not proc_running(pid):
         return False
     _kill_pid(pid)
     return True
@@ -523,7 +515,7 @@ def teardown(directory: Path) -> bool:
     if tag:
         shutil.rmtree(Path(tempfile.gettempdir()) / f"dhtlab-{tag}", ignore_errors=True)
     pid = record.get("coturn_pid")
-    if isinstance(pid, int) and _pid_alive(pid):
+    if isinstance(pid, int) and proc_running(pid):
         _kill_pid(pid)
     recorded = {str(n) for n in record.get("namespaces", []) if isinstance(n, str)}
     ours = {n for n in existing_namespaces() if tag and n.startswith(f"dhtlab-{tag}-")}

@@ -35,7 +35,7 @@ from typing import Any
 from supervisor.detached import spawn_detached
 from supervisor.errors import LaunchError
 from supervisor.launcher import MemberHandle, MemberSpec, MemberState, Role
-from supervisor.state import write_json_atomic
+from supervisor.state import proc_running, proc_stat_fields, write_json_atomic
 from supervisor.zygote_client import ForkedChild, ZygoteClient, preload_wanted
 
 log = logging.getLogger(__name__)
@@ -48,29 +48,19 @@ KILL_WAIT_S = 5.0
 
 def _start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = proc_stat_fields(pid)
+    if fields is None:
         return None
-    fields = stat.rpartition(")")[2].split()
     try:
         return int(fields[19])
     except (IndexError, ValueError):
         return None
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[0]
-
-
 def _recorded_alive(member: dict[str, Any]) -> bool:
     """Whether the process a members-file entry names still runs (and is that process)."""
     pid = member.get("pid")
-    if not isinstance(pid, int) or _proc_state(pid) in (None, "Z", "X"):
+    if not isinstance(pid, int) or not proc_running(pid):
         return False
     return member.get("start_ticks") in (None, _start_ticks(pid))
 
@@ -192,7 +182,7 @@ class ProcessLauncher:
         if child is not None:
             return MemberState.RUNNING if child.poll() is None else MemberState.EXITED
         record = self._record(handle)
-        alive = _proc_state(pid) not in (None, "Z", "X")
+        alive = proc_running(pid)
         if (
             alive
             and record is not None
@@ -221,7 +211,7 @@ class ProcessLauncher:
                 if child is not None:
                     if child.poll() is None:
                         still.append(pid)
-                elif _proc_state(pid) not in (None, "Z", "X"):
+                elif proc_running(pid):
                     still.append(pid)
             remaining = still
             if not remaining or time.monotonic() >= deadline:

@@ -33,6 +33,8 @@ __all__ = [
     "cluster_dir",
     "load_state",
     "pid_alive",
+    "proc_running",
+    "proc_stat_fields",
     "save_state",
     "state_path",
     "state_root",
@@ -67,11 +69,28 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    fields = proc_stat_fields(pid)
+    return fields is None or fields[0] not in GONE_STATES
+
+
+GONE_STATES = ("Z", "X")
+"""The /proc states of a process that has exited (zombie, dead)."""
+
+
+def proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state letter first, field
+    22 of the file at index 19); None when it cannot be read (no such process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def proc_running(pid: int) -> bool:
+    """True when /proc shows ``pid`` as a process that has not exited (zombies have)."""
+    fields = proc_stat_fields(pid)
+    return fields is not None and fields[0] not in GONE_STATES
 
 
 def supervisor_alive(state: ClusterState) -> bool:
