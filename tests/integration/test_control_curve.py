@@ -37,6 +37,16 @@ async def server(keys: CurveKeys) -> AsyncIterator[ControlServer]:
     await srv.close()
 
 
+async def assert_no_reply(sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    """An ``id`` request sent on ``sock`` to ``endpoint`` gets no reply (``sock`` is closed)."""
+    try:
+        sock.connect(endpoint)
+        await sock.send_multipart([b"", pack({"v": 1, "id": 1, "cmd": "id", "args": {}})])
+        assert await sock.poll(int(NO_REPLY_S * 1000)) == 0
+    finally:
+        sock.close(linger=0)
+
+
 async def test_the_cluster_key_gets_replies_and_events(
     server: ControlServer, keys: CurveKeys
 ) -> None:
@@ -62,12 +72,7 @@ async def test_a_plain_client_gets_nothing_and_the_node_logs_it(
     caplog.set_level(logging.WARNING, logger="control.curve")
     sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(server.control_endpoint)
-        await sock.send_multipart([b"", pack({"v": 1, "id": 1, "cmd": "id", "args": {}})])
-        assert await sock.poll(int(NO_REPLY_S * 1000)) == 0
-    finally:
-        sock.close(linger=0)
+    await assert_no_reply(sock, server.control_endpoint)
     assert server.guard is not None
     assert server.guard.refused >= 1
     assert "does not speak CURVE" in caplog.text
@@ -83,12 +88,7 @@ async def test_another_key_is_refused_by_zap_and_logged(
     sock.setsockopt(zmq.CURVE_SERVERKEY, keys.public)
     sock.setsockopt(zmq.CURVE_PUBLICKEY, stranger.public)
     sock.setsockopt(zmq.CURVE_SECRETKEY, stranger.secret)
-    try:
-        sock.connect(server.control_endpoint)
-        await sock.send_multipart([b"", pack({"v": 1, "id": 1, "cmd": "id", "args": {}})])
-        assert await sock.poll(int(NO_REPLY_S * 1000)) == 0
-    finally:
-        sock.close(linger=0)
+    await assert_no_reply(sock, server.control_endpoint)
     assert "not the cluster key" in caplog.text
     assert "127.0.0.1" in caplog.text
 

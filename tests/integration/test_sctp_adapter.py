@@ -177,6 +177,15 @@ async def fast_liveness_pair() -> AsyncIterator[tuple[WebRTCLink, WebRTCLink]]:
         await b.close()
 
 
+async def lost_at_the_deadline(link: WebRTCLink, inbox: Inbox, since: float) -> None:
+    """``link`` closes as LIVENESS_LOST about ``dead_after_s`` after ``since`` (its peer went
+    dark then); ``inbox`` is the one on ``link``."""
+    await asyncio.wait_for(inbox.closed.wait(), TIMING.dead_after_s + 3.0)
+    elapsed = time.monotonic() - since
+    assert link.close_reason is CloseReason.LIVENESS_LOST
+    assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
+
+
 async def test_an_idle_link_sends_one_probe_per_interval_each_way_and_stays_open(
     fast_liveness_pair: tuple[WebRTCLink, WebRTCLink],
 ) -> None:
@@ -215,10 +224,7 @@ async def test_a_silent_peer_is_declared_lost_after_the_deadline(
     inbox, _ = inboxes(offerer, answerer)
     Wiretap.install(answerer, loss=1.0)  # the answerer goes dark, as after a SIGKILL
     went_dark = time.monotonic()
-    await asyncio.wait_for(inbox.closed.wait(), TIMING.dead_after_s + 3.0)
-    elapsed = time.monotonic() - went_dark
-    assert offerer.close_reason is CloseReason.LIVENESS_LOST
-    assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
+    await lost_at_the_deadline(offerer, inbox, since=went_dark)
 
 
 async def test_an_unwatched_link_costs_nothing_idle_and_is_not_lost_until_watched_again(
@@ -238,10 +244,7 @@ async def test_an_unwatched_link_costs_nothing_idle_and_is_not_lost_until_watche
     Wiretap.install(answerer, loss=1.0)
     watched_at = time.monotonic()
     offerer.watch(True)
-    await asyncio.wait_for(inbox.closed.wait(), TIMING.dead_after_s + 3.0)
-    elapsed = time.monotonic() - watched_at
-    assert offerer.close_reason is CloseReason.LIVENESS_LOST
-    assert TIMING.dead_after_s - 1.0 <= elapsed <= TIMING.dead_after_s + 2.0
+    await lost_at_the_deadline(offerer, inbox, since=watched_at)
 
 
 async def test_a_starved_process_does_not_declare_its_peers_lost(

@@ -8,6 +8,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aioice.candidate import Candidate, candidate_priority
 from aioice.ice import CandidatePair, Connection
 
@@ -44,26 +45,22 @@ PEER_SRFLX = candidate("srflx", "203.0.113.12", 6000)
 PEER_RELAY = candidate("relay", "203.0.113.1", 50001)
 
 
-async def test_a_later_lower_priority_nomination_does_not_replace_the_selected_pair() -> None:
+@pytest.mark.parametrize(
+    "direct_first",
+    [
+        pytest.param(True, id="a later lower-priority nomination does not replace the pair"),
+        pytest.param(False, id="a higher-priority nomination does replace it"),
+    ],
+)
+async def test_the_highest_priority_nominated_pair_is_selected(direct_first: bool) -> None:
     conn = Connection(ice_controlling=True)
     direct = pair(HOST, PEER_SRFLX, CandidatePair.State.SUCCEEDED)
     relayed = pair(RELAY, PEER_RELAY, CandidatePair.State.SUCCEEDED)
     conn._check_list = [direct, relayed]
     direct.nominated = relayed.nominated = True
-    conn.check_complete(direct)
-    conn.check_complete(relayed)  # finished last (aioice kept this one)
-    assert conn._nominated[1] is direct
-    await conn.close()
-
-
-async def test_a_higher_priority_nomination_does_replace_it() -> None:
-    conn = Connection(ice_controlling=True)
-    direct = pair(HOST, PEER_SRFLX, CandidatePair.State.SUCCEEDED)
-    relayed = pair(RELAY, PEER_RELAY, CandidatePair.State.SUCCEEDED)
-    conn._check_list = [direct, relayed]
-    direct.nominated = relayed.nominated = True
-    conn.check_complete(relayed)
-    conn.check_complete(direct)
+    # Whichever finishes last (aioice kept the last one), the direct pair ends up selected.
+    for p in (direct, relayed) if direct_first else (relayed, direct):
+        conn.check_complete(p)
     assert conn._nominated[1] is direct
     await conn.close()
 
