@@ -82,18 +82,33 @@ def key_values(result: Mapping[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {_cell(v)}" for k, v in result.items())
 
 
+def field_table(items: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str:
+    """A table of ``items``, a row each: ``columns`` maps a header to the field it shows."""
+    return table(list(columns), [[item.get(f) for f in columns.values()] for item in items])
+
+
+_PEER_COLUMNS = {
+    "id": "id",
+    "rtt ms": "rtt_ms",
+    "connected s": "connected_for_s",
+    "in rt": "in_routing_table",
+    "path": "path",
+}
+_TOPIC_COLUMNS = {
+    "topic": "topic",
+    "topic id": "topic_id",
+    "announcing": "announcing",
+    "port": "port",
+    "peers": "peers_known",
+}
+_LOOKUP_COLUMNS = {name: name for name in ("id", "port", "meta", "ts")}
+_NODE_COLUMNS = {
+    name: name for name in ("index", "id", "control", "peers", "rt", "restarts", "health")
+}
+
+
 def _peers(r: Mapping[str, Any]) -> str:
-    rows = [
-        [
-            p.get("id"),
-            p.get("rtt_ms"),
-            p.get("connected_for_s"),
-            p.get("in_routing_table"),
-            p.get("path"),
-        ]
-        for p in r.get("peers", [])
-    ]
-    return table(["id", "rtt ms", "connected s", "in rt", "path"], rows)
+    return field_table(r.get("peers", []), _PEER_COLUMNS)
 
 
 def _dump(r: Mapping[str, Any]) -> str:
@@ -137,24 +152,13 @@ def _announce(r: Mapping[str, Any]) -> str:
 
 
 def _lookup(r: Mapping[str, Any]) -> str:
-    rows = [[p.get("id"), p.get("port"), p.get("meta"), p.get("ts")] for p in r.get("peers", [])]
-    return f"topic {r.get('topic')} ({short(r.get('topic_id'))})\n" + table(
-        ["id", "port", "meta", "ts"], rows
-    )
+    head = f"topic {r.get('topic')} ({short(r.get('topic_id'))})\n"
+    return head + field_table(r.get("peers", []), _LOOKUP_COLUMNS)
 
 
 def _topics(r: Mapping[str, Any]) -> str:
-    rows = [
-        [
-            t.get("topic"),
-            short(t.get("topic_id")),
-            t.get("announcing"),
-            t.get("port"),
-            t.get("peers_known"),
-        ]
-        for t in r.get("topics", [])
-    ]
-    return table(["topic", "topic id", "announcing", "port", "peers"], rows)
+    topics = [{**t, "topic_id": short(t.get("topic_id"))} for t in r.get("topics", [])]
+    return field_table(topics, _TOPIC_COLUMNS)
 
 
 def _help(r: Mapping[str, Any]) -> str:
@@ -168,10 +172,8 @@ def _help(r: Mapping[str, Any]) -> str:
 
 
 def _cluster_status(r: Mapping[str, Any]) -> str:
-    headers = ["index", "id", "control", "peers", "rt", "restarts", "health"]
-    rows = [[n.get(h) for h in headers] for n in r.get("nodes", [])]
     head = f"cluster {r['name']}\n" if "name" in r else ""
-    return head + table(headers, rows)
+    return head + field_table(r.get("nodes", []), _NODE_COLUMNS)
 
 
 _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
