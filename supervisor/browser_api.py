@@ -70,6 +70,11 @@ def _refused(cmd: str) -> Callable[..., Coroutine[Any, Any, Result]]:
     return refuse
 
 
+def _replicas(r: dict[str, Any]) -> Result:
+    """The replica counts of the page's answer to a write, as a Python node reports them."""
+    return {"acks": r.get("stored"), "attempts": r.get("attempts"), "quorum": r.get("quorum")}
+
+
 def _ms_since(start: float) -> float:
     return round((time.monotonic() - start) * 1000, 3)
 
@@ -164,9 +169,7 @@ class BrowserNodeAPI(NodeAPI):
         result = {
             "key": key,
             "key_id": key_id(key).hex(),
-            "acks": r.get("stored"),
-            "attempts": r.get("attempts"),
-            "quorum": r.get("quorum"),
+            **_replicas(r),
             "duration_ms": _ms_since(start),
         }
         if not r.get("ok"):
@@ -211,9 +214,7 @@ class BrowserNodeAPI(NodeAPI):
         return {
             "topic": topic,
             "topic_id": key_id(topic).hex(),
-            "acks": r.get("stored"),
-            "attempts": r.get("attempts"),
-            "quorum": r.get("quorum"),
+            **_replicas(r),
             "ok": bool(r.get("ok")),
         }
 
