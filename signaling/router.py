@@ -41,7 +41,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Final, NamedTuple
 
 from node.identity import DOMAIN_SIGNALING, verify
@@ -106,17 +106,7 @@ class RouterStats:
     admission: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "connections": self.connections,
-            "registered": self.registered,
-            "frames_in": self.frames_in,
-            "frames_out": self.frames_out,
-            "relayed": self.relayed,
-            "peers_requests": self.peers_requests,
-            "takeovers": self.takeovers,
-            "errors": dict(self.errors),
-            "admission": dict(self.admission),
-        }
+        return asdict(self)
 
 
 class SignalingRouter:
@@ -213,12 +203,7 @@ class SignalingRouter:
             peers_requests=self._peers_requests,
             takeovers=self._takeovers,
             errors=dict(self._errors),
-            admission={
-                "registrations_refused": self.admission.stats.registrations_refused,
-                "offers_answered": self.admission.stats.offers_answered,
-                "offers_unanswered": self.admission.stats.offers_unanswered,
-                "handed_suspects": self.admission.stats.handed_suspects,
-            },
+            admission=asdict(self.admission.stats),
         )
 
     def registered_ids(self) -> list[NodeId]:
