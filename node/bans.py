@@ -17,6 +17,9 @@ MAX_BAN_S = 3600.0  # the longest ban, and how long a ban is remembered after it
 class BanList:
     def __init__(self) -> None:
         self._bans: dict[bytes, tuple[float, int]] = {}  # peer → (refused until, bans so far)
+        self.active = False
+        """A peer was ever banned: a plain attribute, checked on every message before
+        ``banned`` (which only then costs a call)."""
 
     def __len__(self) -> int:
         return len(self._bans)
@@ -40,3 +43,4 @@ class BanList:
         if len(self._bans) >= MAX_BANNED:
             self._bans = {p: b for p, b in self._bans.items() if b[0] + MAX_BAN_S > now}
         self._bans[peer] = (until, strikes)
+        self.active = True

@@ -109,7 +109,9 @@ class Subscriptions:
         return out
 
     def next_deadline(self) -> float:
-        return min((s.next_refresh for s in self.subs.values()), default=math.inf)
+        if not self.subs:
+            return math.inf  # asked after every message: the common case costs no generator
+        return min(s.next_refresh for s in self.subs.values())
 
     def offer(self, record: Record) -> bool:
         """A pushed or locally stored version: True when it is news (newer than the last)."""

@@ -37,7 +37,10 @@ class PeerState(enum.Enum):
     FAILED = 3
 
 
+_NEW = PeerState.NOT_CONTACTED
 _NOT_CONTACTED = (PeerState.NOT_CONTACTED,)
+_from_bytes = int.from_bytes
+_bisect = bisect.bisect
 _FAILED = PeerState.FAILED
 _PENDING = (PeerState.NOT_CONTACTED, PeerState.WAITING)
 
@@ -81,9 +84,9 @@ class LookupIter:
     def _add(self, peer: NodeId, depth: int, via: NodeId | None) -> None:
         if peer == self.own_id or peer in self._peers:
             return
-        d = as_int(peer) ^ self._t
-        c = self._peers[peer] = Candidate(peer, d, PeerState.NOT_CONTACTED, depth, via)
-        i = bisect.bisect(self._dists, d)
+        d = _from_bytes(peer, "big") ^ self._t  # ``as_int``, inlined: called for every answer
+        c = self._peers[peer] = Candidate(peer, d, _NEW, depth, via)
+        i = _bisect(self._dists, d)
         self._dists.insert(i, d)
         self._order.insert(i, c)
 
@@ -152,9 +155,11 @@ class LookupIter:
         known = self._peers
         count = len(known)
         best = self._dists[0] if self._dists else None
+        depth = c.depth + 1
+        add = self._add
         for p in closer:
             if p not in known:  # most answers repeat known peers: skip the call
-                self._add(p, c.depth + 1, peer)
+                add(p, depth, peer)
         progress = (best is not None and self._dists[0] < best) or (
             count < self.k and len(known) > count
         )

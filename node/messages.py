@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, get_args
 
 from node.ids import NodeId
 from node.records import ProviderRecord, Record
@@ -285,6 +285,9 @@ Response = (
     | RecordValue | Refused | ListenAck
 )  # fmt: skip
 Message = Hello | Request | Response | Signal | Notify | Bye
+REQUEST_CLASSES: frozenset[type] = frozenset(get_args(Request))
+RESPONSE_CLASSES: frozenset[type] = frozenset(get_args(Response))
+"""For dispatch on ``type(msg)``: a set lookup, where ``isinstance`` on a union walks it."""
 
 _R = MsgType.REFUSED  # any request may be refused (rate limit)
 RESPONSE_TYPES: dict[MsgType, tuple[MsgType, ...]] = {

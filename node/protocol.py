@@ -36,6 +36,7 @@ import math
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from node import codec
 from node.bans import BanList
@@ -63,6 +64,8 @@ from node.listening import Listening
 from node.lookup import LookupIter
 from node.maintenance import Maintenance
 from node.messages import (
+    REQUEST_CLASSES,
+    RESPONSE_CLASSES,
     RESPONSE_TYPES,
     Bye,
     HasValue,
@@ -260,7 +263,7 @@ class DhtProtocol:
     def receive(self, peer: NodeId, data: bytes | Message, now: float) -> None:
         """Handle one message from ``peer``. Never raises for any ``data``."""
         verdict: Verdict | None = None
-        if self.banned and self.banned.banned(peer, now):
+        if self.banned.active and self.banned.banned(peer, now):
             self.stats.rate_dropped += 1
             return
         if isinstance(data, bytes | bytearray | memoryview):
@@ -278,20 +281,21 @@ class DhtProtocol:
         else:
             msg = data
         self.stats.messages_in[_TYPE_NAME[msg.type]] += 1
-        if isinstance(msg, Bye):
+        cls = type(msg)
+        if cls is Bye:
             self._left(peer, now)
             return
         self._heard(peer, now)
-        if isinstance(msg, Request):
+        if cls in REQUEST_CLASSES:
             if verdict is None:
                 verdict = self.limiter.check(peer, now)
             if verdict is not Verdict.ALLOW:
-                self._rate_limited(peer, msg, verdict, now)
+                self._rate_limited(peer, cast(Request, msg), verdict, now)
                 return
         if isinstance(msg, Listen):
             self._send(peer, self.listening.on_listen(peer, msg, now))
-        elif isinstance(msg, Request):
-            reply = self.responder.answer(peer, msg, now, self.wall_ms(now))
+        elif cls in REQUEST_CLASSES:
+            reply = self.responder.answer(peer, cast(Request, msg), now, self.wall_ms(now))
             if reply.rejected:
                 self.stats.records_rejected += 1
             if reply.stored is not None:
@@ -302,8 +306,8 @@ class DhtProtocol:
                 d.hold(Outgoing(peer, reply.response, None))  # acknowledged once on disk
             else:
                 self._send(peer, reply.response)
-        elif isinstance(msg, Response):
-            self._on_response(peer, msg, now)
+        elif cls in RESPONSE_CLASSES:
+            self._on_response(peer, cast(Response, msg), now)
         elif isinstance(msg, Signal):
             self._on_signal(peer, msg)
         elif isinstance(msg, Notify):
@@ -364,7 +368,7 @@ class DhtProtocol:
         self._events.append(PeerMisbehaved(peer, reason, self.malformed_by_peer[peer]))
 
     def _heard(self, peer: NodeId, now: float) -> None:
-        if peer == self.id or (self.banned and self.banned.banned(peer, now)):
+        if peer == self.id or (self.banned.active and self.banned.banned(peer, now)):
             return
         self.last_heard[peer] = now
         table = self.table

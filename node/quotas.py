@@ -108,7 +108,8 @@ class _Bucket:
     byte_tokens: float
     refusals: float
     excess: float
-    at: float
+    at: float  # when ``tokens`` and ``byte_tokens`` were last refilled
+    side_at: float  # when ``refusals`` and ``excess`` were: only a request over the rate needs them
 
 
 class RateLimiter:
@@ -139,19 +140,24 @@ class RateLimiter:
             return Verdict.ALLOW  # 0 disables the limit
         b = self._buckets.get(peer)
         if b is None:
-            b = _Bucket(self.burst, self.bytes_burst, self.refusal_burst, self.burst, now)
+            b = _Bucket(self.burst, self.bytes_burst, self.refusal_burst, self.burst, now, now)
             self._buckets[peer] = b
             self._sweep(now)
-        elapsed = max(0.0, now - b.at)
-        b.at = now
-        b.tokens = min(self.burst, b.tokens + elapsed * self.rate_per_s)
-        b.byte_tokens = min(self.bytes_burst, b.byte_tokens + elapsed * self.bytes_per_s)
-        b.refusals = min(self.refusal_burst, b.refusals + elapsed * self.refusal_rate_per_s)
-        b.excess = min(self.burst, b.excess + elapsed * self.excess_rate_per_s)
+        elapsed = now - b.at
+        if elapsed > 0.0:
+            b.at = now
+            b.tokens = min(self.burst, b.tokens + elapsed * self.rate_per_s)
+            b.byte_tokens = min(self.bytes_burst, b.byte_tokens + elapsed * self.bytes_per_s)
         if b.tokens >= 1.0 and (self.bytes_per_s <= 0 or b.byte_tokens >= size):
             b.tokens -= 1.0
             b.byte_tokens -= size
             return Verdict.ALLOW
+        # Over the rate: refill the other two buckets (linear refills up to a cap give the same
+        # level whether applied at every request or once now, since nothing drew on them since).
+        elapsed = max(0.0, now - b.side_at)
+        b.side_at = now
+        b.refusals = min(self.refusal_burst, b.refusals + elapsed * self.refusal_rate_per_s)
+        b.excess = min(self.burst, b.excess + elapsed * self.excess_rate_per_s)
         b.excess -= max(1.0, size / self._unit_bytes) if self._unit_bytes else 1.0
         if b.excess < 0.0:
             b.excess = self.burst  # reported once; the peer is gone before it empties again

@@ -20,6 +20,7 @@ import enum
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from node.ids import ID_BITS, ID_BYTES, NodeId, as_int, bucket_index
 
@@ -116,7 +117,10 @@ class RoutingTable:
         t = as_int(target)
         ex = self._index.get(exclude) if exclude is not None else None
         want = n + 1 if ex is not None else n
-        out = [NodeId((d ^ t).to_bytes(ID_BYTES, "big")) for d in self._nearest(t, want)]
+        # ``NodeId(...)`` is a call at run time (NewType): cast the list once instead.
+        out = cast(
+            list[NodeId], [(d ^ t).to_bytes(ID_BYTES, "big") for d in self._nearest(t, want)]
+        )
         if ex is not None:
             out = [x for x in out if x != exclude]
         return out[:n]

@@ -85,6 +85,8 @@ class Topics:
     def next_deadline(self) -> float:
         """When ``due`` has work next (infinity when no topic is joined)."""
         t = math.inf
+        if not self.joined:
+            return t
         for jt in self.joined.values():
             if not jt.discovering:
                 t = min(t, jt.next_discovery)
