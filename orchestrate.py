@@ -188,10 +188,13 @@ def _build(backend: Backend) -> int:
     return 0
 
 
-def _resolve(name: str) -> Backend:
-    backend = resolve_backend(name)
+def _backend_for(name: str, process_only: bool = False) -> Backend:
+    """``--backend`` resolved; ``auto`` is the process backend for what only runs there (browser
+    peers, the NAT lab), without asking a Docker engine."""
+    backend = resolve_backend(name, process_only)
     if name == "auto":
-        print(f"backend: {backend} (auto)", file=sys.stderr)
+        why = " (auto: browser peers and the NAT lab run there)" if process_only else " (auto)"
+        print(f"backend: {backend}{why}", file=sys.stderr)
     return backend
 
 
@@ -286,7 +289,7 @@ def _ports(front: int | None, events: int | None, metrics: int | None, sig: int 
 @app.command()
 def build(backend: BackendOpt = "auto") -> int:
     """Build the images through the Docker SDK (a no-op for processes)."""
-    return _guard(lambda: _build(_resolve(backend)))
+    return _guard(lambda: _build(_backend_for(backend)))
 
 
 @app.command("up", help="Start the supervisor and N peers; return once the DHT is formed.")
@@ -333,7 +336,7 @@ def up(
     )
 
     def run() -> int:
-        kind = Backend.PROCESS if lab_opts is not None and backend == "auto" else _resolve(backend)
+        kind = _backend_for(backend, process_only=lab_opts is not None or browser_peers > 0)
         if lab_opts is not None and kind is not Backend.PROCESS:
             return _fail("--lab nat runs Python peers with the process backend only", 2)
         if command == "all" and (code := _build(kind)):

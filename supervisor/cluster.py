@@ -336,7 +336,7 @@ class Cluster:
             raise ValueError(f"peers must be a positive integer, got {peers!r}")
         node_args = (*node_args, *tunables.node_args(settings or {}))
         lab_opts = lab_options(lab, nat, turn, peers)
-        kind = resolve_backend(backend)
+        kind = resolve_backend(backend, process_only=lab_opts is not None or browser_peers > 0)
         temp_root = False
         if name is None:
             name = f"t{os.getpid()}-{secrets.token_hex(4)}"

@@ -41,8 +41,13 @@ def docker_available() -> bool:
         return False
 
 
-def resolve_backend(name: str) -> Backend:
+def resolve_backend(name: str, process_only: bool = False) -> Backend:
+    """``auto`` is Docker when an engine answers, else processes; with ``process_only`` (browser
+    peers, the NAT lab: they run on the process backend only) it is processes, and no engine is
+    asked."""
     if name == "auto":
+        if process_only:
+            return Backend.PROCESS
         return Backend.DOCKER if docker_available() else Backend.PROCESS
     try:
         return Backend(name)

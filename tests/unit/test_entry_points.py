@@ -94,3 +94,25 @@ def test_help_is_one_style(
     assert out.splitlines()[0] == first
     assert "-h, --help" in out
     assert "--install-completion" not in out
+
+
+def test_auto_backend_is_process_for_browser_peers_and_the_lab(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a Docker engine answering, auto still picks the process backend where only it runs
+    (browser peers, --lab nat) — and asks no engine for it; otherwise auto asks the engine."""
+    from supervisor import lifecycle
+    from supervisor.spec import Backend
+
+    asked: list[bool] = []
+
+    def engine() -> bool:
+        asked.append(True)
+        return True
+
+    monkeypatch.setattr(lifecycle, "docker_available", engine)
+    assert orchestrate._backend_for("auto", process_only=True) is Backend.PROCESS
+    assert asked == []
+    assert orchestrate._backend_for("auto", process_only=False) is Backend.DOCKER
+    assert asked == [True]
+    assert orchestrate._backend_for("docker", process_only=True) is Backend.DOCKER
