@@ -1,3 +1,4 @@
+# Over 600 lines: one link type and the aiortc connection setup it owns (offer, answer, ICE).
 """WebRTC transport: one aiortc peer connection with one data channel per link.
 
 Theory of operation
