@@ -73,7 +73,7 @@ MAX_EARLY_MESSAGES = 16
 KEEPALIVE_TYPES = frozenset((MsgType.PING, MsgType.PONG))
 
 
-def _keepalive(data: bytes) -> bool:
+def is_keepalive(data: bytes) -> bool:
     """A PING or PONG: a msgpack array (``0x9N``) whose first element is the type (fixint)."""
     return len(data) > 1 and data[0] & 0xF0 == 0x90 and data[1] in KEEPALIVE_TYPES
 
@@ -230,7 +230,7 @@ class ConnectionManager:
         self._start_dial(peer)
 
     def _send_on(self, p: _Peer, data: bytes) -> None:
-        if not _keepalive(data):
+        if not is_keepalive(data):
             p.last_used = self._loop.time()
         try:
             p.link.send(data)
@@ -544,7 +544,7 @@ class ConnectionManager:
         p = self._peers.get(peer)
         if p is None or p.link is not link or self._closed:
             return
-        if not _keepalive(data):
+        if not is_keepalive(data):
             p.last_used = self._loop.time()
         self.hooks.received(peer, data)
 

@@ -219,7 +219,7 @@ class DockerLauncher(EngineLauncher):
                 follow=follow,
                 tail="all" if tail is None else max(0, int(tail)),
             )
-        return _lines(chunks)
+        return log_lines(chunks)
 
     def find(self, cluster: str) -> list[MemberHandle]:
         return self._members(cluster)
@@ -349,7 +349,7 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+def log_lines(chunks: Iterator[bytes]) -> Iterator[str]:
     pending = b""
     for chunk in chunks:
         pending += chunk

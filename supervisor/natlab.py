@@ -226,7 +226,7 @@ def nat_ruleset(kind: NatKind) -> str:
 # --- running commands ---------------------------------------------------------------------------
 
 
-def _run(argv: Sequence[str], stdin: str | None = None, check: bool = True) -> str:
+def run_cmd(argv: Sequence[str], stdin: str | None = None, check: bool = True) -> str:
     try:
         done = subprocess.run(
             list(argv),
@@ -327,13 +327,13 @@ def build(lab_plan: LabPlan, directory: Path) -> Lab:
 
 
 def _ip(netns: str, *args: str) -> None:
-    _run(["ip", "-n", netns, *args])
+    run_cmd(["ip", "-n", netns, *args])
 
 
 def _build_network(lab_plan: LabPlan) -> None:
     wan = lab_plan.wan_netns
     for netns in lab_plan.namespaces:
-        _run(["ip", "netns", "add", netns])
+        run_cmd(["ip", "netns", "add", netns])
         _ip(netns, "link", "set", "lo", "up")
     _ip(wan, "link", "add", "wan", "type", "bridge")
     _ip(wan, "addr", "add", f"{WAN_ADDRESS}/{WAN_PREFIX}", "dev", "wan")
@@ -349,8 +349,8 @@ def _build_network(lab_plan: LabPlan) -> None:
             _veth(wan, port, nat, "wan0")
             _ip(nat, "addr", "add", f"{host.public}/{WAN_PREFIX}", "dev", "wan0")
             _ip(nat, "link", "set", "wan0", "up")
-            _run(["ip", "netns", "exec", nat, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-            _run(["ip", "netns", "exec", nat, "nft", "-f", "-"], stdin=nat_ruleset(host.kind))
+            run_cmd(["ip", "netns", "exec", nat, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            run_cmd(["ip", "netns", "exec", nat, "nft", "-f", "-"], stdin=nat_ruleset(host.kind))
             _veth(nat, "lan0", host.netns, "eth0")
             gateway = _offset(host.address, -1)
             _ip(nat, "addr", "add", f"{gateway}/30", "dev", "lan0")
@@ -380,7 +380,9 @@ def _blackhole_homes(netns: str, dev: str) -> None:
 
 def _veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
     """A veth pair created straight inside two lab namespaces (never in the root namespace)."""
-    _run(["ip", "-n", ns_a, "link", "add", name_a, "type", "veth", "peer", name_b, "netns", ns_b])
+    run_cmd(
+        ["ip", "-n", ns_a, "link", "add", name_a, "type", "veth", "peer", name_b, "netns", ns_b]
+    )
 
 
 def _offset(address: str, delta: int) -> str:
@@ -446,7 +448,7 @@ def _start_coturn(lab_plan: LabPlan, directory: Path, user: str, password: str) 
 
 
 def _udp_listening(netns: str, port: int) -> bool:
-    out = _run(["ip", "netns", "exec", netns, "ss", "-Hlun", f"sport = :{port}"], check=False)
+    out = run_cmd(["ip", "netns", "exec", netns, "ss", "-Hlun", f"sport = :{port}"], check=False)
     return bool(out.strip())
 
 
@@ -470,12 +472,12 @@ def _kill_pid(pid: int) -> None:
 
 
 def _netns_pids(netns: str) -> list[int]:
-    out = _run(["ip", "netns", "pids", netns], check=False)
+    out = run_cmd(["ip", "netns", "pids", netns], check=False)
     return [int(p) for p in out.split() if p.isdigit()]
 
 
 def existing_namespaces() -> set[str]:
-    out = _run(["ip", "netns", "list"], check=False)
+    out = run_cmd(["ip", "netns", "list"], check=False)
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
@@ -524,7 +526,7 @@ def teardown(directory: Path) -> bool:
             continue
         for member in _netns_pids(netns):
             _kill_pid(member)
-        _run(["ip", "netns", "del", netns], check=False)
+        run_cmd(["ip", "netns", "del", netns], check=False)
     left = {n for n in existing_namespaces() if n in recorded or n in ours}
     if left:
         raise LaunchError(f"NAT lab: could not delete namespaces {sorted(left)}")

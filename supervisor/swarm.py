@@ -54,8 +54,8 @@ from supervisor.containers import (
     SECRETS_DIR,
     EngineLauncher,
     _first_line,
-    _lines,
     engine_errors,
+    log_lines,
 )
 from supervisor.errors import LaunchError
 from supervisor.launcher import MemberHandle, MemberSpec, MemberState, Role
@@ -436,7 +436,7 @@ class SwarmLauncher(EngineLauncher):
         wanted = {
             str(t["ID"]) for t in self._slot_tasks(name, handle.index, fresh=True) if "ID" in t
         }
-        return _task_lines(_lines(_strip_stream_headers(chunks)), wanted)
+        return task_lines(log_lines(strip_stream_headers(chunks)), wanted)
 
     def find(self, cluster: str) -> list[MemberHandle]:
         handles = []
@@ -561,7 +561,7 @@ def _replicas(service: Mapping[str, Any]) -> int:
     return int(((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0))
 
 
-def _strip_stream_headers(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def strip_stream_headers(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Service logs come multiplexed (8-byte headers per frame) when the service has no TTY."""
     pending = b""
     for chunk in chunks:
@@ -580,7 +580,7 @@ def _strip_stream_headers(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def _task_lines(lines: Iterator[str], task_ids: set[str]) -> Iterator[str]:
+def task_lines(lines: Iterator[str], task_ids: set[str]) -> Iterator[str]:
     """Keep the lines of ``task_ids``; a details prefix ``k=v,...`` names the task."""
     for line in lines:
         details, _, text = line.partition(" ")

@@ -92,7 +92,7 @@ def test_a_failed_build_removes_what_it_made(tmp_path: Path) -> None:
     require_lab()
     tag = natlab.lab_tag(tmp_path)
     lab_plan = natlab.plan(tag, [natlab.NatKind.EIM])
-    natlab._run(["ip", "netns", "add", lab_plan.host(1).netns])  # a clash on the way
+    natlab.run_cmd(["ip", "netns", "add", lab_plan.host(1).netns])  # a clash on the way
     with pytest.raises(natlab.LaunchError):
         natlab.build(lab_plan, tmp_path)
     assert leftovers(tag, tmp_path) == []

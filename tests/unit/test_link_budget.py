@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.codec import encode
-from node.connections import _keepalive
+from node.connections import is_keepalive
 from node.ids import NodeId
 from node.link_budget import Budget, LinkUse, links_to_close
 from node.messages import FindNode, Ping, Pong
@@ -44,7 +44,7 @@ def test_idle_and_cap_together_never_close_more_than_needed() -> None:
 
 
 def test_keepalive_is_recognised_on_the_wire_bytes() -> None:
-    assert _keepalive(encode(Ping(7)))
-    assert _keepalive(encode(Pong(2**63)))
-    assert not _keepalive(encode(FindNode(1, nid(3))))
-    assert not _keepalive(b"")
+    assert is_keepalive(encode(Ping(7)))
+    assert is_keepalive(encode(Pong(2**63)))
+    assert not is_keepalive(encode(FindNode(1, nid(3))))
+    assert not is_keepalive(b"")

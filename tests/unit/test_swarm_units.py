@@ -13,10 +13,10 @@ from supervisor.swarm import (
     NOT_MANAGER_HINT,
     PORT_BASE_ENV,
     SwarmLauncher,
-    _strip_stream_headers,
-    _task_lines,
     peer_ports,
     port_base_from_env,
+    strip_stream_headers,
+    task_lines,
     volume_template,
 )
 
@@ -71,9 +71,9 @@ def test_service_logs_are_demultiplexed_and_filtered_by_task() -> None:
     data += frame(b"com.docker.swarm.task.id=t2 two\n") + frame(b"com.docker.swarm.task.id=t1 ")
     data += frame(b"three\n")
     chunks = iter([data[:5], data[5:40], data[40:]])
-    from supervisor.containers import _lines
+    from supervisor.containers import log_lines
 
-    assert list(_task_lines(_lines(_strip_stream_headers(chunks)), {"t1"})) == ["one", "three"]
+    assert list(task_lines(log_lines(strip_stream_headers(chunks)), {"t1"})) == ["one", "three"]
 
 
 class _NotAManager:
