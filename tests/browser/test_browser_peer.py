@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from supervisor.chromium import Chromium
-from tests.browser.conftest import call, open_peer
-from tests.support.procs import ProcCluster
+from tests.browser.conftest import WEB_ROOT, call, open_peer
+from tests.support.procs import ProcCluster, proc_cluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -69,9 +71,20 @@ async def test_browser_announce_python_lookup(browser: Chromium, web_cluster: Pr
     assert seen["peers"] == [web_cluster.nodes[3].node_id]
 
 
+@pytest.fixture
+def sparse_cluster(tmp_path: Path) -> Iterator[ProcCluster]:
+    """Nodes that probe only their one closest link when idle (``--min-links 1``): a departure
+    must be seen without liveness probes on the other links."""
+    web = ("--web", str(WEB_ROOT))
+    with proc_cluster(tmp_path, 4, "--min-links", "1", signaling_args=web) as c:
+        c.wait_formed(3)
+        yield c
+
+
 async def test_closed_browser_leaves_every_table(
-    browser: Chromium, web_cluster: ProcCluster
+    browser: Chromium, sparse_cluster: ProcCluster
 ) -> None:
+    web_cluster = sparse_cluster
     page, bid = await open_peer(browser, web_cluster)
     for i in range(len(web_cluster.nodes)):
         assert bid in {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}

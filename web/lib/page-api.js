@@ -25,6 +25,8 @@ export function createPageApi(options) {
   const peer = new DhtPeer(peerOptions);
   const started = peer.start(signal);
   started.catch((e) => console.error(`dht peer failed to start: ${e.message}`));
+  // A closed tab leaves on purpose: its peers drop it at once, probed or not.
+  globalThis.addEventListener?.("pagehide", () => peer.leaveNow());
   return {
     peer,
     ready: async () => { await started; return { id: peer.id }; },

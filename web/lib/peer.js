@@ -162,6 +162,13 @@ export class DhtPeer {
     this.conns?.closeAll();
   }
 
+  /** The page is going away (`pagehide`): say BYE on every open link at once, without waiting
+   * (a closing page gets no time to wait); the links close with the page. */
+  leaveNow() {
+    if (this.stopped || !this.conns) return;
+    for (const link of this.conns.links.values()) this.conns.sendOn(link, encode({ type: MsgType.BYE }));
+  }
+
   // == links =====================================================================================
 
   linkUp(link, replaced) {
