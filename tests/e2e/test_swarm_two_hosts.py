@@ -38,6 +38,7 @@ def lab() -> Iterator[TwoHosts]:
     require_engine()  # the image comes from the engine of DOCKER_HOST
     with TwoHosts() as lab:
         yield lab
+    assert lab.leftovers() == [], "the two-host lab left something behind"
 
 
 @pytest.fixture(scope="module")

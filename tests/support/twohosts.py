@@ -206,6 +206,28 @@ class TwoHosts:
             check=False,
         )
 
+    def leftovers(self) -> list[str]:
+        """What ``close`` should have removed and did not: namespaces, veths in the root
+        namespace, processes of either engine (anything naming the lab directory), mounts, the
+        directory itself. Empty after a clean ``close``."""
+        left: list[str] = []
+        netns = _run(["ip", "netns", "list"], check=False).split()
+        left += [f"netns {h.netns}" for h in (self.a, self.b) if h.netns in netns]
+        links = _run(["ip", "-o", "link", "show"], check=False)
+        left += [f"veth {v}" for v in self._veth if f" {v}@" in links or f" {v}:" in links]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if str(self.dir) in cmdline:
+                    left.append(f"process {entry.name}: {cmdline[:80]}")
+        mounts = Path("/proc/mounts").read_text().splitlines()
+        left += [f"mount {m.split()[1]}" for m in mounts if m.split()[1].startswith(str(self.dir))]
+        if self.dir.exists():
+            left.append(f"directory {self.dir}")
+        return left
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.a.docker("swarm", "leave", "--force", timeout_s=30, check=False)
