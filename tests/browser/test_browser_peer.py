@@ -84,18 +84,17 @@ def sparse_cluster(tmp_path: Path) -> Iterator[ProcCluster]:
 async def test_closed_browser_leaves_every_table(
     browser: Chromium, sparse_cluster: ProcCluster
 ) -> None:
-    web_cluster = sparse_cluster
-    page, bid = await open_peer(browser, web_cluster)
-    for i in range(len(web_cluster.nodes)):
-        assert bid in {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}
+    page, bid = await open_peer(browser, sparse_cluster)
+    for i in range(len(sparse_cluster.nodes)):
+        assert bid in {p["id"] for p in (await call(sparse_cluster, i, "peers"))["peers"]}
     await page.close()
     closed_at = time.monotonic()
 
     async def anywhere() -> list[int]:
         holders = []
-        for i in range(len(web_cluster.nodes)):
-            peers = {p["id"] for p in (await call(web_cluster, i, "peers"))["peers"]}
-            rt = await call(web_cluster, i, "dump")
+        for i in range(len(sparse_cluster.nodes)):
+            peers = {p["id"] for p in (await call(sparse_cluster, i, "peers"))["peers"]}
+            rt = await call(sparse_cluster, i, "dump")
             contacts = {c["id"] for b in rt["buckets"] for c in b["contacts"]}
             if bid in peers or bid in contacts:
                 holders.append(i)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import natlab
+from tests.support.procs import command_lines
 
 
 def require_lab() -> None:
@@ -47,11 +48,7 @@ def root_ruleset() -> str:
 def leftovers(tag: str, directory: Path) -> list[str]:
     """Namespaces of lab ``tag`` and coturn processes of the lab in ``directory`` still alive."""
     found = sorted(n for n in natlab.existing_namespaces() if n.startswith(f"dhtlab-{tag}-"))
-    for proc in Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
+    for pid, args in command_lines():
         if "turnserver" in args and str(directory) in args:
-            found.append(f"coturn {proc.name}")
+            found.append(f"coturn {pid}")
     return found

@@ -243,3 +243,14 @@ def proc_cluster(
         sig.stop()
         if os.environ.get("DHT_TEST_SHOW_LOGS"):
             print(cluster.logs())
+
+
+def command_lines() -> Iterator[tuple[str, str]]:
+    """(pid, command line with spaces) of every running process whose command line is readable."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            yield proc.name, (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue

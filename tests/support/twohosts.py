@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.procs import command_lines
+
 NETWORK = "198.51.100"
 TOOLS = ("ip", "nsenter", "unshare", "dockerd", "docker", "mount", "umount")
 ENGINE_START_S = 60.0
@@ -206,6 +208,11 @@ class TwoHosts:
             check=False,
         )
 
+    def _mounts(self) -> list[str]:
+        """Mount points at or below the lab directory."""
+        lines = Path("/proc/mounts").read_text().splitlines()
+        return [m for m in (line.split()[1] for line in lines) if m.startswith(str(self.dir))]
+
     def leftovers(self) -> list[str]:
         """What ``close`` should have removed and did not: namespaces, veths in the root
         namespace, processes of either engine (anything naming the lab directory), mounts, the
@@ -215,15 +222,10 @@ class TwoHosts:
         left += [f"netns {h.netns}" for h in (self.a, self.b) if h.netns in netns]
         links = _run(["ip", "-o", "link", "show"], check=False)
         left += [f"veth {v}" for v in self._veth if f" {v}@" in links or f" {v}:" in links]
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if str(self.dir) in cmdline:
-                    left.append(f"process {entry.name}: {cmdline[:80]}")
-        mounts = Path("/proc/mounts").read_text().splitlines()
-        left += [f"mount {m.split()[1]}" for m in mounts if m.split()[1].startswith(str(self.dir))]
+        left += [
+            f"process {pid}: {args[:80]}" for pid, args in command_lines() if str(self.dir) in args
+        ]
+        left += [f"mount {m}" for m in self._mounts()]
         if self.dir.exists():
             left.append(f"directory {self.dir}")
         return left
@@ -238,12 +240,7 @@ class TwoHosts:
             with contextlib.suppress(Exception):
                 host.kill_all()  # only what we started lives in our namespaces
         with contextlib.suppress(OSError):
-            mounts = [
-                line.split()[1]
-                for line in Path("/proc/mounts").read_text().splitlines()
-                if line.split()[1].startswith(str(self.dir))
-            ]
-            for mount in sorted(mounts, key=len, reverse=True):
+            for mount in sorted(self._mounts(), key=len, reverse=True):
                 _run(["umount", "-l", mount], check=False)
         for host in (self.a, self.b):
             _run(["ip", "netns", "del", host.netns], check=False)

@@ -156,17 +156,21 @@ export class DhtPeer {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.signaling?.close();
-    const links = this.conns ? [...this.conns.links.values()] : [];
-    for (const link of links) this.conns.sendOn(link, encode({ type: MsgType.BYE }));
-    if (links.length) await new Promise((resolve) => { setTimeout(resolve, BYE_FLUSH_MS); });
+    if (this.sayBye()) await new Promise((resolve) => { setTimeout(resolve, BYE_FLUSH_MS); });
     this.conns?.closeAll();
   }
 
   /** The page is going away (`pagehide`): say BYE on every open link at once, without waiting
    * (a closing page gets no time to wait); the links close with the page. */
   leaveNow() {
-    if (this.stopped || !this.conns) return;
-    for (const link of this.conns.links.values()) this.conns.sendOn(link, encode({ type: MsgType.BYE }));
+    if (!this.stopped) this.sayBye();
+  }
+
+  /** BYE on every open link; how many links it went to. */
+  sayBye() {
+    const links = this.conns ? [...this.conns.links.values()] : [];
+    for (const link of links) this.conns.sendOn(link, encode({ type: MsgType.BYE }));
+    return links.length;
   }
 
   // == links =====================================================================================
